@@ -1,0 +1,39 @@
+// The operating-system half of the addon: plain C++ over mmap(2) and friends,
+// with no Node-API types, so it can be read (and tested) on its own.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include <node_api.h>
+
+namespace memjob {
+
+// One mmap(2) call's worth of address space. JavaScript sees it through an
+// External handle (one reference) and through any number of ArrayBuffer views
+// (one reference each). The address range is released when the last
+// reference goes away; close (unmap) may release it earlier, but only after
+// every live view has been detached, so no JavaScript object can reach it.
+struct Region {
+  uint8_t* addr = nullptr;
+  size_t length = 0;
+  bool unmapped = false;
+  size_t refs = 0;
+  // Weak references to the views made from this region, so that unmap can
+  // detach them. Only touched on the thread (env) that created the region.
+  std::vector<napi_ref> views;
+};
+
+// Returns 0 or an errno value.
+int MapFile(int fd, uint64_t offset, uint64_t length, bool shared, Region* out);
+int UnmapRegion(Region* region);
+// Each of these rounds [offset, offset + length) out to whole pages inside
+// the region; callers pass ranges already checked against region->length.
+int SyncRange(const Region* region, uint64_t offset, uint64_t length, bool async);
+int AdviseRange(const Region* region, uint64_t offset, uint64_t length, int advice);
+int CountResidentPages(const Region* region, uint64_t offset, uint64_t length,
+                       uint64_t* resident, uint64_t* total);
+size_t PageSize();
+
+}  // namespace memjob

@@ -1,0 +1,107 @@
+import { getSystemErrorName } from 'node:util';
+
+/**
+ * memjob's one error class. `code` is stable and meant for programs:
+ * operating-system failures keep Node's own codes (`ENOENT`, `EACCES`,
+ * `ENOMEM`, ...) with `syscall` and `path`; memjob's own failures use the
+ * `MEMJOB_ERR_*` codes below (docs/api.md lists them).
+ */
+export const ErrorCodes = {
+  /** An argument or option has the wrong type or value. */
+  INVALID_ARG: 'MEMJOB_ERR_INVALID_ARG',
+  /** A dtype name memjob does not know. */
+  DTYPE: 'MEMJOB_ERR_DTYPE',
+  /** A shape that is malformed or does not fit the file. */
+  SHAPE: 'MEMJOB_ERR_SHAPE',
+  /** An offset or index outside what the file or array holds. */
+  OUT_OF_RANGE: 'MEMJOB_ERR_OUT_OF_RANGE',
+  /** A Memmap (or a view of it) used after close(). */
+  CLOSED: 'MEMJOB_ERR_CLOSED',
+  /** `.data` asked for an extent larger than one ArrayBuffer can hold. */
+  VIEW_TOO_LARGE: 'MEMJOB_ERR_VIEW_TOO_LARGE',
+  /** `.data` asked of a strided view, which no TypedArray can express. */
+  NOT_CONTIGUOUS: 'MEMJOB_ERR_NOT_CONTIGUOUS',
+  /** The native addon could not be loaded. */
+  NATIVE_LOAD: 'MEMJOB_ERR_NATIVE_LOAD',
+} as const;
+
+export type MemjobErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
+
+export interface MemjobErrorDetails {
+  cause?: unknown;
+  syscall?: string;
+  path?: string;
+  errno?: number;
+}
+
+export class MemjobError extends Error {
+  /** `MEMJOB_ERR_*`, or Node's code for an operating-system failure (`ENOENT`, ...). */
+  readonly code: MemjobErrorCode | (string & {});
+  readonly syscall?: string;
+  readonly path?: string;
+  readonly errno?: number;
+
+  constructor(code: MemjobErrorCode | (string & {}), message: string, details: MemjobErrorDetails = {}) {
+    super(message, details.cause === undefined ? undefined : { cause: details.cause });
+    this.code = code;
+    if (details.syscall !== undefined) this.syscall = details.syscall;
+    if (details.path !== undefined) this.path = details.path;
+    if (details.errno !== undefined) this.errno = details.errno;
+  }
+
+  override get name(): string {
+    return 'MemjobError';
+  }
+}
+
+/** Describes a received value for a message: `'abc' (string)`, `-1 (number)`, `an instance of Foo`. */
+export function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (value === undefined) return 'undefined';
+  switch (typeof value) {
+    case 'string':
+      return `${JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}...` : value)} (string)`;
+    case 'number':
+    case 'bigint':
+    case 'boolean':
+      return `${String(value)} (${typeof value})`;
+    case 'function':
+      return `function ${value.name || '<anonymous>'}`;
+    case 'symbol':
+      return `${String(value)} (symbol)`;
+    default: {
+      if (Array.isArray(value)) return `[${value.slice(0, 8).map((v) => describe(v)).join(', ')}${value.length > 8 ? ', ...' : ''}] (array)`;
+      const name = (value as object).constructor?.name;
+      return name && name !== 'Object' ? `an instance of ${name}` : 'an object';
+    }
+  }
+}
+
+/** `MEMJOB_ERR_INVALID_ARG` for an option: says what was expected and what was received. */
+export function invalidArg(where: string, name: string, expected: string, received: unknown): MemjobError {
+  return new MemjobError(
+    ErrorCodes.INVALID_ARG,
+    `${where}: expected "${name}" to be ${expected}, received ${describe(received)}`,
+  );
+}
+
+/**
+ * Wraps a failed system call (a Node fs error, or one from the addon, which
+ * carries a positive `errno` and a `syscall`) into a MemjobError that keeps
+ * Node's code, the syscall and the path.
+ */
+export function systemError(where: string, error: unknown, path?: string): MemjobError {
+  const err = error as { code?: unknown; errno?: unknown; syscall?: unknown; message?: unknown };
+  let code = typeof err.code === 'string' ? err.code : 'EIO';
+  const errno = typeof err.errno === 'number' ? Math.abs(err.errno) : undefined;
+  // The addon reports a positive errno; getSystemErrorName wants it negated.
+  if (typeof err.code !== 'string' && errno !== undefined) code = getSystemErrorName(-errno);
+  const syscall = typeof err.syscall === 'string' ? err.syscall : undefined;
+  const reason = typeof err.message === 'string' ? err.message : String(error);
+  const details: MemjobErrorDetails = { cause: error };
+  if (syscall !== undefined) details.syscall = syscall;
+  if (path !== undefined) details.path = path;
+  if (errno !== undefined) details.errno = errno;
+  const target = path === undefined ? '' : ` '${path}'`;
+  return new MemjobError(code, `${where}: ${syscall ?? 'system call'} failed for${target}: ${reason} (${code})`, details);
+}

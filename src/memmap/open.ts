@@ -1,0 +1,130 @@
+/**
+ * memmap(): opens a file as a Memmap, with numpy.memmap's modes and
+ * defaults. All validation happens here, before any file is opened or
+ * truncated, so a bad option never damages a file.
+ */
+import { closeSync, fstatSync, ftruncateSync, openSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ErrorCodes, MemjobError, describe, invalidArg, systemError } from '../errors.js';
+import { dtypeInfo, parseDType, type DType } from './dtype.js';
+import { FileMapping } from './file-mapping.js';
+import { contiguousStrides, parseOrder, parseShape, sizeOf, type Order } from './layout.js';
+import { Memmap, type MemmapMode } from './memmap.js';
+
+export interface MemmapOptions<D extends DType = DType> {
+  /** Element type; default 'uint8' as in numpy. */
+  dtype?: D;
+  /** 'r' read-only, 'r+' read-write (default), 'w+' create or overwrite, 'c' copy-on-write. */
+  mode?: MemmapMode | 'readonly' | 'readwrite' | 'write' | 'copyonwrite';
+  /** Required for 'w+'; otherwise defaults to a 1-d array over the rest of the file. */
+  shape?: number | readonly number[];
+  /** Byte offset in the file where the array starts; any value, page-aligned or not. Default 0. */
+  offset?: number;
+  /** Storage order of a multi-dimensional array: 'C' row-major (default) or 'F' column-major. */
+  order?: Order;
+}
+
+const modeAliases: Record<string, MemmapMode> = {
+  r: 'r', 'r+': 'r+', 'w+': 'w+', c: 'c',
+  readonly: 'r', readwrite: 'r+', write: 'w+', copyonwrite: 'c',
+};
+
+// How each mode opens the file: 'r' and 'c' never need write access.
+const openFlags: Record<MemmapMode, string> = { r: 'r', c: 'r', 'r+': 'r+', 'w+': 'w+' };
+
+export function memmap<D extends DType = 'uint8'>(filename: string | URL, options: MemmapOptions<D> = {}): Memmap<D> {
+  const where = 'memmap';
+  if (typeof options !== 'object' || options === null) throw invalidArg(where, 'options', 'an object', options);
+  const path = parseFilename(filename, where);
+  const mode = parseMode(options.mode ?? 'r+', where);
+  const dtype = parseDType(options.dtype ?? 'uint8', where) as D;
+  const order = parseOrder(options.order ?? 'C', where);
+  const offset = options.offset ?? 0;
+  if (!Number.isSafeInteger(offset) || offset < 0) {
+    throw new MemjobError(
+      ErrorCodes.OUT_OF_RANGE,
+      `${where}: expected "offset" to be a non-negative integer, received ${describe(offset)}`,
+    );
+  }
+  let shape = options.shape === undefined ? undefined : parseShape(options.shape, where);
+  if (mode === 'w+' && shape === undefined) {
+    throw new MemjobError(ErrorCodes.SHAPE, `${where}: mode 'w+' creates the file, so "shape" is required`);
+  }
+  const { itemsize } = dtypeInfo(dtype);
+
+  let fd: number;
+  try {
+    fd = openSync(path, openFlags[mode], 0o666);
+  } catch (error) {
+    throw systemError(where, error, path);
+  }
+  try {
+    const stat = fstatSync(fd);
+    if (stat.isDirectory()) {
+      throw new MemjobError('EISDIR', `${where}: expected a regular file, received the directory '${path}' (EISDIR)`, {
+        path,
+        syscall: 'open',
+      });
+    }
+    if (!stat.isFile()) {
+      throw new MemjobError(ErrorCodes.INVALID_ARG, `${where}: expected a regular file, received '${path}', which is not one`, {
+        path,
+      });
+    }
+    if (mode === 'w+') {
+      ftruncateSync(fd, offset + sizeOf(shape!) * itemsize);
+    } else {
+      if (offset > stat.size) {
+        throw new MemjobError(
+          ErrorCodes.OUT_OF_RANGE,
+          `${where}: "offset" ${offset} is past the end of '${path}', which holds ${stat.size} bytes`,
+          { path },
+        );
+      }
+      if (shape === undefined) {
+        const available = stat.size - offset;
+        if (available % itemsize !== 0) {
+          throw new MemjobError(
+            ErrorCodes.SHAPE,
+            `${where}: the ${available} bytes of '${path}' after offset ${offset} are not a whole number of ` +
+              `${dtype} items (${itemsize} bytes each); give "shape" explicitly`,
+            { path },
+          );
+        }
+        shape = [available / itemsize];
+      } else if (offset + sizeOf(shape) * itemsize > stat.size) {
+        throw new MemjobError(
+          ErrorCodes.SHAPE,
+          `${where}: shape [${shape.join(', ')}] of ${dtype} needs ${sizeOf(shape) * itemsize} bytes from offset ` +
+            `${offset}, but '${path}' holds ${stat.size} bytes`,
+          { path },
+        );
+      }
+    }
+    const nbytes = sizeOf(shape!) * itemsize;
+    if (nbytes === 0) {
+      throw new MemjobError(ErrorCodes.SHAPE, `${where}: cannot map an empty array (shape [${shape!.join(', ')}]) of '${path}'`, {
+        path,
+      });
+    }
+    const mapping = new FileMapping(fd, path, offset, nbytes, mode === 'r+' || mode === 'w+');
+    return Memmap.create({ mapping, mode, dtype, shape: shape!, strides: contiguousStrides(shape!, itemsize, order), offset, order });
+  } catch (error) {
+    if (error instanceof MemjobError) throw error;
+    throw systemError(where, error, path);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function parseFilename(filename: unknown, where: string): string {
+  if (typeof filename === 'string' && filename.length > 0) return resolve(filename);
+  if (filename instanceof URL && filename.protocol === 'file:') return fileURLToPath(filename);
+  throw invalidArg(where, 'filename', 'a non-empty string or a file: URL', filename);
+}
+
+function parseMode(value: unknown, where: string): MemmapMode {
+  if (typeof value === 'string' && Object.hasOwn(modeAliases, value)) return modeAliases[value]!;
+  throw invalidArg(where, 'mode', "one of 'r', 'r+', 'w+', 'c'", value);
+}

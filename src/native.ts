@@ -1,0 +1,84 @@
+/**
+ * The one importer of the C++ addon (native/). Everything else reaches the
+ * operating system's mapping calls through the typed functions below, which
+ * turn the addon's errno-carrying errors into MemjobErrors.
+ */
+import { constants as bufferConstants } from 'node:buffer';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import { ErrorCodes, MemjobError, systemError } from './errors.js';
+
+/** An opaque handle on one mmap(2) region; released by unmap() or by the garbage collector. */
+export type RegionHandle = { readonly __region: unique symbol };
+export type Advice = 'normal' | 'random' | 'sequential' | 'willneed' | 'dontneed';
+
+interface Addon {
+  setMaxViewLength(bytes: number): void;
+  pageSize(): number;
+  map(fd: number, offset: number, length: number, shared: boolean): RegionHandle;
+  view(handle: RegionHandle, byteOffset: number, byteLength: number): ArrayBuffer;
+  unmap(handle: RegionHandle): void;
+  sync(handle: RegionHandle, byteOffset: number, byteLength: number, async: boolean): void;
+  advise(handle: RegionHandle, byteOffset: number, byteLength: number, advice: Advice): void;
+  incore(handle: RegionHandle, byteOffset: number, byteLength: number): [number, number];
+}
+
+// src/native.ts and dist/native.js both sit one folder below the package
+// root, where node-gyp-build looks for prebuilds/ and build/.
+const packageRoot = fileURLToPath(new URL('..', import.meta.url));
+
+function loadAddon(): Addon {
+  try {
+    const require = createRequire(import.meta.url);
+    const nodeGypBuild = require('node-gyp-build') as (dir: string) => Addon;
+    return nodeGypBuild(packageRoot);
+  } catch (cause) {
+    throw new MemjobError(
+      ErrorCodes.NATIVE_LOAD,
+      `memjob: the native mapping addon could not be loaded from ${packageRoot} (no prebuild for ` +
+        `${process.platform}-${process.arch} and no build/ folder). Run "npm rebuild memjob" with a C++ ` +
+        `toolchain, or see native-notes/README.md. Cause: ${(cause as Error).message}`,
+      { cause },
+    );
+  }
+}
+
+const addon = loadAddon();
+
+/** The largest ArrayBuffer, so the largest single view, this Node can make. */
+export const maxViewBytes: number = bufferConstants.MAX_LENGTH;
+addon.setMaxViewLength(maxViewBytes);
+
+export const pageSize: number = addon.pageSize();
+
+function call<T>(where: string, path: string | undefined, fn: () => T): T {
+  try {
+    return fn();
+  } catch (error) {
+    throw systemError(where, error, path);
+  }
+}
+
+export function mapRegion(fd: number, offset: number, length: number, shared: boolean, path: string): RegionHandle {
+  return call('memmap', path, () => addon.map(fd, offset, length, shared));
+}
+
+export function viewRegion(handle: RegionHandle, byteOffset: number, byteLength: number): ArrayBuffer {
+  return addon.view(handle, byteOffset, byteLength);
+}
+
+export function unmapRegion(handle: RegionHandle, path: string): void {
+  call('close', path, () => addon.unmap(handle));
+}
+
+export function syncRegion(handle: RegionHandle, byteOffset: number, byteLength: number, path: string): void {
+  call('flush', path, () => addon.sync(handle, byteOffset, byteLength, false));
+}
+
+export function adviseRegion(handle: RegionHandle, byteOffset: number, byteLength: number, advice: Advice, path: string): void {
+  call('advise', path, () => addon.advise(handle, byteOffset, byteLength, advice));
+}
+
+export function residentPages(handle: RegionHandle, byteOffset: number, byteLength: number, path: string): [number, number] {
+  return call('incore', path, () => addon.incore(handle, byteOffset, byteLength));
+}
