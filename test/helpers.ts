@@ -1,0 +1,48 @@
+/** Shared test helpers: scratch folders, TypeScript workers and child processes. */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+
+export const repoRoot = fileURLToPath(new URL('..', import.meta.url));
+
+/** A fresh 0700 folder under the repository's tmp/, and a function that removes it. */
+export function scratchDir(label: string): { dir: string; file: (name: string) => string; remove: () => void } {
+  const dir = mkdtempSync(join(repoRoot, 'tmp', `test-${label}-`));
+  return { dir, file: (name) => join(dir, name), remove: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/**
+ * Starts a worker thread running a TypeScript module from test/fixtures.
+ * Node 20 resolves a worker's entry before --import hooks apply, so a small
+ * .mjs bootstrap registers tsx and then imports the module.
+ */
+export function startTsWorker(fixture: string, workerData: unknown): Worker {
+  const entry = new URL(`./fixtures/${fixture}`, import.meta.url).href;
+  return new Worker(new URL('./fixtures/ts-worker.mjs', import.meta.url), { workerData: { entry, workerData } });
+}
+
+export interface ChildResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a TypeScript fixture in a child Node process (under tsx) and collects its output. */
+export function runTsChild(fixture: string, args: string[] = [], nodeFlags: string[] = []): Promise<ChildResult> {
+  const script = fileURLToPath(new URL(`./fixtures/${fixture}`, import.meta.url));
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [...nodeFlags, '--import', 'tsx', script, ...args], {
+      cwd: repoRoot,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
+  });
+}
