@@ -6,7 +6,7 @@ import { getSystemErrorName } from 'node:util';
  * `ENOMEM`, ...) with `syscall` and `path`; memjob's own failures use the
  * `MEMJOB_ERR_*` codes below (docs/api.md lists them).
  */
-export const ErrorCodes = {
+export const ErrorCodes = Object.freeze({
   /** An argument or option has the wrong type or value. */
   INVALID_ARG: 'MEMJOB_ERR_INVALID_ARG',
   /** A dtype name memjob does not know. */
@@ -23,7 +23,11 @@ export const ErrorCodes = {
   NOT_CONTIGUOUS: 'MEMJOB_ERR_NOT_CONTIGUOUS',
   /** The native addon could not be loaded. */
   NATIVE_LOAD: 'MEMJOB_ERR_NATIVE_LOAD',
-} as const;
+  /** Not enough free space for the file a 'w+' memmap would create. */
+  NO_SPACE: 'ENOSPC',
+  /** A failure inside memjob that is neither bad input nor an OS error: a bug, please report it. */
+  INTERNAL: 'MEMJOB_ERR_INTERNAL',
+} as const);
 
 export type MemjobErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
 
@@ -92,7 +96,9 @@ export function invalidArg(where: string, name: string, expected: string, receiv
  */
 export function systemError(where: string, error: unknown, path?: string): MemjobError {
   const err = error as { code?: unknown; errno?: unknown; syscall?: unknown; message?: unknown };
-  let code = typeof err.code === 'string' ? err.code : 'EIO';
+  // An error without an errno is not an OS failure (for example a TypeError
+  // from a bad argument that slipped past validation): report it as such.
+  let code = typeof err.code === 'string' ? err.code : ErrorCodes.INTERNAL;
   const errno = typeof err.errno === 'number' ? Math.abs(err.errno) : undefined;
   // The addon reports a positive errno; getSystemErrorName wants it negated.
   if (typeof err.code !== 'string' && errno !== undefined) code = getSystemErrorName(-errno);

@@ -36,8 +36,9 @@ function loadAddon(): Addon {
     throw new MemjobError(
       ErrorCodes.NATIVE_LOAD,
       `memjob: the native mapping addon could not be loaded from ${packageRoot} (no prebuild for ` +
-        `${process.platform}-${process.arch} and no build/ folder). Run "npm rebuild memjob" with a C++ ` +
-        `toolchain, or see native-notes/README.md. Cause: ${(cause as Error).message}`,
+        `${process.platform}-${process.arch} and no build/ folder). npm 11 skips a dependency's install ` +
+        `script until it is approved: run "npm install-scripts approve memjob && npm rebuild memjob" ` +
+        `(needs Python 3, make and a C++ compiler); see native-notes/README.md. Cause: ${(cause as Error).message}`,
       { cause },
     );
   }
@@ -63,8 +64,8 @@ export function mapRegion(fd: number, offset: number, length: number, shared: bo
   return call('memmap', path, () => addon.map(fd, offset, length, shared));
 }
 
-export function viewRegion(handle: RegionHandle, byteOffset: number, byteLength: number): ArrayBuffer {
-  return addon.view(handle, byteOffset, byteLength);
+export function viewRegion(handle: RegionHandle, byteOffset: number, byteLength: number, path: string): ArrayBuffer {
+  return call('view', path, () => addon.view(handle, byteOffset, byteLength));
 }
 
 export function unmapRegion(handle: RegionHandle, path: string): void {

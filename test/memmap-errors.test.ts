@@ -1,4 +1,5 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { MemjobError, memmap, type MemmapOptions } from '../src/index.js';
 import { scratchDir } from './helpers.js';
@@ -90,8 +91,31 @@ describe('bad input gets a MemjobError with a stable code', () => {
     expect(readFileSync(path).length).toBe(32);
   });
 
-  it('an empty array cannot be mapped', () => {
-    expect(failure(() => memmap(scratch.file('empty.bin'), { mode: 'w+', shape: [0, 3] })).code).toBe('MEMJOB_ERR_SHAPE');
+  it('an empty array cannot be mapped, and w+ does not create the file', () => {
+    const empty = scratch.file('empty.bin');
+    expect(failure(() => memmap(empty, { mode: 'w+', shape: [0, 3] })).code).toBe('MEMJOB_ERR_SHAPE');
+    expect(existsSync(empty)).toBe(false);
+  });
+
+  it("'w+' larger than the free space is ENOSPC before any file exists; beyond 2^53 bytes is a SHAPE error", () => {
+    const huge = scratch.file('huge.bin');
+    const error = failure(() => memmap(huge, { mode: 'w+', dtype: 'float64', shape: [2 ** 30, 2 ** 19] })); // 4 PiB
+    expect(error.code).toBe('ENOSPC');
+    expect(error.message).toContain('free');
+    expect(existsSync(huge)).toBe(false);
+    const tooBig = failure(() => memmap(huge, { mode: 'w+', dtype: 'float64', shape: [2 ** 40, 2 ** 20] }));
+    expect(tooBig.code).toBe('MEMJOB_ERR_SHAPE');
+    expect(existsSync(huge)).toBe(false);
+  });
+
+  it('a FIFO is refused at once instead of waiting for a writer', () => {
+    const fifo = scratch.file('pipe');
+    execFileSync('mkfifo', [fifo]);
+    for (const mode of ['r', 'r+', 'c'] as const) {
+      const error = failure(() => memmap(fifo, { mode }));
+      expect(error.code).toBe('MEMJOB_ERR_INVALID_ARG');
+      expect(error.message).toContain('regular file');
+    }
   });
 
   it('index and slice arguments are checked', () => {

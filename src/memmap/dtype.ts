@@ -22,7 +22,7 @@ export interface DTypeArrays {
 export type DType = keyof DTypeArrays;
 export type TypedArray = DTypeArrays[DType];
 /** What one element reads as: a number, or a bigint for the 64-bit integer dtypes. */
-export type DTypeScalar<D extends DType> = D extends 'int64' | 'uint64' ? bigint : number;
+export type DTypeScalar<D extends DType> = D extends 'int64' | 'uint64' ? bigint : D extends 'bool' ? boolean : number;
 
 interface TypedArrayConstructor<T> {
   new (length: number): T;
@@ -52,7 +52,7 @@ const table: { [D in DType]: DTypeInfo<D> } = {
   bool: { name: 'bool', itemsize: 1, arrayType: Uint8Array, kind: 'b' },
 };
 
-export const dtypeNames = Object.keys(table) as DType[];
+export const dtypeNames: readonly DType[] = Object.freeze(Object.keys(table) as DType[]);
 
 // numpy spellings people type out of habit: np.float64, 'f8', 'double', '<i4'.
 const aliases: Record<string, DType> = {

@@ -56,7 +56,7 @@ export class FileMapping {
 
   /** An ArrayBuffer over file bytes [fileOffset, fileOffset + byteLength), no copy. */
   view(fileOffset: number, byteLength: number): ArrayBuffer {
-    const buffer = viewRegion(this.#live(), fileOffset - this.start, byteLength);
+    const buffer = viewRegion(this.#live(), fileOffset - this.start, byteLength, this.path);
     mappedBuffers.add(buffer);
     return buffer;
   }

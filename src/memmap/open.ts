@@ -3,8 +3,17 @@
  * defaults. All validation happens here, before any file is opened or
  * truncated, so a bad option never damages a file.
  */
-import { closeSync, fstatSync, ftruncateSync, openSync } from 'node:fs';
-import { resolve } from 'node:path';
+import {
+  closeSync,
+  constants as fsConstants,
+  existsSync,
+  fstatSync,
+  ftruncateSync,
+  openSync,
+  statSync,
+  statfsSync,
+} from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ErrorCodes, MemjobError, describe, invalidArg, systemError } from '../errors.js';
 import { dtypeInfo, parseDType, type DType } from './dtype.js';
@@ -31,7 +40,16 @@ const modeAliases: Record<string, MemmapMode> = {
 };
 
 // How each mode opens the file: 'r' and 'c' never need write access.
-const openFlags: Record<MemmapMode, string> = { r: 'r', c: 'r', 'r+': 'r+', 'w+': 'w+' };
+// O_NONBLOCK makes open() of a FIFO return at once (it would otherwise wait
+// for a writer forever); the type check below then refuses it. On regular
+// files the flag has no effect.
+const { O_RDONLY, O_RDWR, O_CREAT, O_TRUNC, O_NONBLOCK } = fsConstants;
+const openFlags: Record<MemmapMode, number> = {
+  r: O_RDONLY | O_NONBLOCK,
+  c: O_RDONLY | O_NONBLOCK,
+  'r+': O_RDWR | O_NONBLOCK,
+  'w+': O_RDWR | O_CREAT | O_TRUNC | O_NONBLOCK,
+};
 
 export function memmap<D extends DType = 'uint8'>(filename: string | URL, options: MemmapOptions<D> = {}): Memmap<D> {
   const where = 'memmap';
@@ -52,6 +70,10 @@ export function memmap<D extends DType = 'uint8'>(filename: string | URL, option
     throw new MemjobError(ErrorCodes.SHAPE, `${where}: mode 'w+' creates the file, so "shape" is required`);
   }
   const { itemsize } = dtypeInfo(dtype);
+  if (mode === 'w+') {
+    if (sizeOf(shape!) === 0) throw emptyArray(shape!, path, where);
+    checkRoomFor(path, offset + sizeOf(shape!) * itemsize, where);
+  }
 
   let fd: number;
   try {
@@ -103,11 +125,7 @@ export function memmap<D extends DType = 'uint8'>(filename: string | URL, option
       }
     }
     const nbytes = sizeOf(shape!) * itemsize;
-    if (nbytes === 0) {
-      throw new MemjobError(ErrorCodes.SHAPE, `${where}: cannot map an empty array (shape [${shape!.join(', ')}]) of '${path}'`, {
-        path,
-      });
-    }
+    if (nbytes === 0) throw emptyArray(shape!, path, where);
     const mapping = new FileMapping(fd, path, offset, nbytes, mode === 'r+' || mode === 'w+');
     return Memmap.create({ mapping, mode, dtype, shape: shape!, strides: contiguousStrides(shape!, itemsize, order), offset, order });
   } catch (error) {
@@ -115,6 +133,46 @@ export function memmap<D extends DType = 'uint8'>(filename: string | URL, option
     throw systemError(where, error, path);
   } finally {
     closeSync(fd);
+  }
+}
+
+function emptyArray(shape: readonly number[], path: string, where: string): MemjobError {
+  return new MemjobError(ErrorCodes.SHAPE, `${where}: cannot map an empty array (shape [${shape.join(', ')}]) of '${path}'`, {
+    path,
+  });
+}
+
+/**
+ * A 'w+' file is created sparse, as numpy does, so the disk space is only
+ * taken when pages are first written. If the filesystem then fills up, the
+ * kernel answers a write to the mapping with SIGBUS, which kills the process.
+ * Refusing up front a file larger than the free space turns the common case
+ * of that crash into an ENOSPC error.
+ */
+function checkRoomFor(path: string, bytes: number, where: string): void {
+  if (!Number.isSafeInteger(bytes)) {
+    throw new MemjobError(
+      ErrorCodes.SHAPE,
+      `${where}: the requested file of ${bytes} bytes is larger than the largest supported size ` +
+        `(${Number.MAX_SAFE_INTEGER} bytes)`,
+      { path },
+    );
+  }
+  let free: number;
+  try {
+    const stats = statfsSync(dirname(path));
+    free = stats.bavail * stats.bsize;
+    // Overwriting a file frees the blocks it holds now.
+    if (existsSync(path)) free += statSync(path).blocks * 512;
+  } catch (error) {
+    throw systemError(where, error, dirname(path));
+  }
+  if (bytes > free) {
+    throw new MemjobError(
+      ErrorCodes.NO_SPACE,
+      `${where}: mode 'w+' needs ${bytes} bytes for '${path}', but its filesystem has only ${free} bytes free (ENOSPC)`,
+      { path, syscall: 'statfs' },
+    );
   }
 }
 
