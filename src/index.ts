@@ -6,6 +6,8 @@ export type { DType, DTypeArrays, DTypeScalar, TypedArray } from './memmap/dtype
 export type { Order } from './memmap/layout.js';
 export { Memmap } from './memmap/memmap.js';
 export type { ChunksOptions, MemmapMode } from './memmap/memmap.js';
+export { NDArray, ndarray } from './memmap/ndarray.js';
+export type { NDArrayOptions } from './memmap/ndarray.js';
 export { memmap } from './memmap/open.js';
 export type { MemmapOptions } from './memmap/open.js';
 export { hasShareableMemory } from './memmap/shareable.js';
