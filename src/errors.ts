@@ -23,6 +23,12 @@ export const ErrorCodes = Object.freeze({
   NOT_CONTIGUOUS: 'MEMJOB_ERR_NOT_CONTIGUOUS',
   /** The native addon could not be loaded. */
   NATIVE_LOAD: 'MEMJOB_ERR_NATIVE_LOAD',
+  /** A dump or .npy file that is corrupt, truncated, or not one memjob can read. */
+  FORMAT: 'MEMJOB_ERR_FORMAT',
+  /** A .npy array in non-native byte order asked for memory-mapped (it would read as wrong numbers). */
+  BYTE_ORDER: 'MEMJOB_ERR_BYTE_ORDER',
+  /** dump() met a value it cannot store: a function, a symbol, a class instance, a cycle. */
+  UNSUPPORTED_VALUE: 'MEMJOB_ERR_UNSUPPORTED_VALUE',
   /** Not enough free space for the file a 'w+' memmap would create. */
   NO_SPACE: 'ENOSPC',
   /** A failure inside memjob that is neither bad input nor an OS error: a bug, please report it. */
