@@ -1,0 +1,150 @@
+/**
+ * dump(value, filename): writes a value to one file whose arrays can later be
+ * mapped in place (docs/format.md). Arrays are written straight from their
+ * own memory (or, for a Memmap, from its mapping in bounded chunks), so the
+ * extra memory a dump needs does not grow with the arrays' size.
+ */
+import { createWriteStream, writeSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { fileURLToPath } from 'node:url';
+import { MemjobError, invalidArg, systemError } from '../errors.js';
+import { maxViewBytes } from '../native.js';
+import { createTempBeside, type TempFile } from './atomic-file.js';
+import { packr } from './codec.js';
+import { compressSync, compressor, parseCompress, type CompressOption } from './compression.js';
+import { ALIGNMENT, FORMAT_MAJOR, FORMAT_MINOR, HEADER_BYTES, alignUp, encodeHeader } from './header.js';
+import { encodeValue, type SegmentSource } from './structure.js';
+
+export interface DumpOptions {
+  /** true (zlib level 3), a level 0-9, 'gzip' | 'zlib' | 'brotli', or [method, level]. Default: none, unless the filename ends in .gz, .z or .br. */
+  compress?: CompressOption;
+}
+
+/** Writes larger than this are split, so no single write call or compression input is huge. */
+const WRITE_CHUNK = 64 * 1024 * 1024;
+const zeros = new Uint8Array(ALIGNMENT);
+
+function parseTarget(filename: unknown, where: string): string {
+  if (typeof filename === 'string' && filename.length > 0) return resolve(filename);
+  if (filename instanceof URL && filename.protocol === 'file:') return fileURLToPath(filename);
+  throw invalidArg(where, 'filename', 'a non-empty string or a file: URL', filename);
+}
+
+/** Every byte of the file, in order, as views on memory that already exists (nothing is copied but the header). */
+function* fileChunks(value: unknown): Generator<Uint8Array, void, undefined> {
+  const { tree, sources, byteLengths } = encodeValue(value);
+  const offsets: number[] = [];
+  let dataLength = 0;
+  for (const length of byteLengths) {
+    dataLength = alignUp(dataLength, ALIGNMENT);
+    offsets.push(dataLength);
+    dataLength += length;
+  }
+  const structure = packr.pack([offsets.map((offset, i) => [offset, byteLengths[i]]), tree]);
+  const dataOffset = alignUp(HEADER_BYTES + structure.length, ALIGNMENT);
+  yield encodeHeader({
+    major: FORMAT_MAJOR,
+    minor: FORMAT_MINOR,
+    alignment: ALIGNMENT,
+    structureOffset: HEADER_BYTES,
+    structureLength: structure.length,
+    dataOffset,
+    dataLength,
+  });
+  yield structure;
+  let written = HEADER_BYTES + structure.length;
+  for (let i = 0; i < sources.length; i++) {
+    const padding = dataOffset + offsets[i]! - written;
+    if (padding > 0) yield zeros.subarray(0, padding);
+    for (const bytes of segmentBytes(sources[i]!)) yield bytes;
+    written = dataOffset + offsets[i]! + byteLengths[i]!;
+  }
+}
+
+function* segmentBytes(source: SegmentSource): Generator<Uint8Array, void, undefined> {
+  if ('bytes' in source) {
+    for (let at = 0; at < source.bytes.length; at += WRITE_CHUNK) yield source.bytes.subarray(at, at + WRITE_CHUNK);
+    return;
+  }
+  const m = source.memmap;
+  if (m.size === 0) return;
+  // An F-ordered memmap that fits one view is written as stored (the
+  // descriptor says 'F'); everything else is written in C order, row block
+  // by row block, copying only strided blocks.
+  if (m.contiguous && m.order === 'F' && m.ndim > 1 && m.nbytes <= maxViewBytes) {
+    const data = m.data;
+    yield* segmentBytes({ bytes: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) });
+    return;
+  }
+  const cContiguous = (block: typeof m) => block.contiguous && (block.order === 'C' || block.ndim <= 1);
+  for (const block of m.chunks({ maxBytes: WRITE_CHUNK })) {
+    const data = cContiguous(block) ? block.data : block.toArray();
+    yield new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  }
+}
+
+/** Synchronous dump(); with compression it holds the whole file in memory (the async dump streams). */
+export function dumpSync(value: unknown, filename: string | URL, options: DumpOptions = {}): string[] {
+  const where = 'dumpSync';
+  const target = parseTarget(filename, where);
+  const compression = parseCompress(options.compress, target, where);
+  const chunks = fileChunks(value);
+  // Encode (and refuse bad values) before any file exists.
+  const first = chunks.next();
+  const temp = createTempBeside(target, where);
+  try {
+    if (compression === null) {
+      if (!first.done) writeAll(temp, first.value);
+      for (const chunk of chunks) writeAll(temp, chunk);
+    } else {
+      const all = first.done ? [] : [first.value, ...chunks];
+      writeAll(temp, compressSync(Buffer.concat(all), compression));
+    }
+    temp.commit();
+  } catch (error) {
+    temp.abort();
+    throw asMemjobError(error, where, target);
+  }
+  return [target];
+}
+
+function writeAll(temp: TempFile, chunk: Uint8Array): void {
+  let done = 0;
+  while (done < chunk.length) done += writeSync(temp.fd, chunk, done, chunk.length - done);
+}
+
+/**
+ * Writes `value` to `filename` atomically (temp file, fsync, rename) and
+ * resolves to the list of files written, as joblib.dump returns.
+ */
+export async function dump(value: unknown, filename: string | URL, options: DumpOptions = {}): Promise<string[]> {
+  const where = 'dump';
+  const target = parseTarget(filename, where);
+  const compression = parseCompress(options.compress, target, where);
+  const chunks = fileChunks(value);
+  const first = chunks.next(); // encodes the structure: bad values are refused before a file exists
+  const temp = createTempBeside(target, where);
+  try {
+    const source = Readable.from(
+      (function* () {
+        if (!first.done) yield first.value;
+        yield* chunks;
+      })(),
+      { objectMode: false, highWaterMark: 1 },
+    );
+    const sink = createWriteStream('', { fd: temp.fd, autoClose: false });
+    if (compression === null) await pipeline(source, sink);
+    else await pipeline(source, compressor(compression), sink);
+    temp.commit();
+  } catch (error) {
+    temp.abort();
+    throw asMemjobError(error, where, target);
+  }
+  return [target];
+}
+
+function asMemjobError(error: unknown, where: string, target: string): MemjobError {
+  return error instanceof MemjobError ? error : systemError(where, error, target);
+}

@@ -1,0 +1,356 @@
+/**
+ * load(filename, { mmapMode }): reads a dump back. With mmapMode every array
+ * is a view on the file itself (zero copy); without it every array is read
+ * into memory the caller owns. Nothing in the file is trusted: the header,
+ * the structure and every array descriptor are checked before anything is
+ * mapped or allocated, and no code from the file ever runs.
+ */
+import { closeSync, createReadStream, fstatSync, openSync, readFileSync, readSync } from 'node:fs';
+import { open as openAsync, type FileHandle } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ErrorCodes, MemjobError, describe, invalidArg, systemError } from '../errors.js';
+import { dtypeInfo } from '../memmap/dtype.js';
+import { FileMapping } from '../memmap/file-mapping.js';
+import { contiguousStrides } from '../memmap/layout.js';
+import { Memmap, type MemmapMode } from '../memmap/memmap.js';
+import { NDArray } from '../memmap/ndarray.js';
+import { maxViewBytes } from '../native.js';
+import { unpackr } from './codec.js';
+import { decompressSync, decompressor, detectMethod, type CompressMethod } from './compression.js';
+import { HEADER_BYTES, decodeHeader, formatError, hasMagic, type Header } from './header.js';
+import { StreamReader } from './stream-reader.js';
+import {
+  StructureError,
+  collectDescriptors,
+  decodeValue,
+  elementCount,
+  validateSegments,
+  type ArrayDescriptor,
+  type Segment,
+} from './structure.js';
+
+export type LoadMmapMode = 'r' | 'r+' | 'c' | 'w+';
+
+export interface LoadOptions {
+  /** Map arrays instead of reading them: 'r' read-only, 'r+' read-write, 'c' copy-on-write, 'w+' as 'r+'. */
+  mmapMode?: LoadMmapMode | null;
+}
+
+interface Parsed {
+  header: Header;
+  segments: Segment[];
+  tree: unknown;
+  descriptors: ArrayDescriptor[];
+}
+
+const modes: readonly string[] = ['r', 'r+', 'c', 'w+'];
+/** Larger arrays from a compressed stream are gathered in pieces first, so a lying header cannot make load allocate them up front. */
+const PREALLOCATE_LIMIT = 64 * 1024 * 1024;
+const READ_CHUNK = 1024 * 1024 * 1024;
+
+function parseArgs(filename: unknown, options: unknown, where: string): { path: string; mmapMode: LoadMmapMode | null } {
+  let path: string;
+  if (typeof filename === 'string' && filename.length > 0) path = resolve(filename);
+  else if (filename instanceof URL && filename.protocol === 'file:') path = fileURLToPath(filename);
+  else throw invalidArg(where, 'filename', 'a non-empty string or a file: URL', filename);
+  if (typeof options !== 'object' || options === null) throw invalidArg(where, 'options', 'an object', options);
+  const mmapMode = (options as LoadOptions).mmapMode ?? null;
+  if (mmapMode !== null && !modes.includes(mmapMode)) throw invalidArg(where, 'mmapMode', "one of 'r', 'r+', 'c', 'w+' or null", mmapMode);
+  return { path, mmapMode };
+}
+
+function parseStructure(header: Header, bytes: Buffer, path: string): Parsed {
+  let decoded: unknown;
+  try {
+    decoded = unpackr.unpack(bytes);
+  } catch (error) {
+    throw formatError(path, `its structure cannot be decoded (${(error as Error).message})`);
+  }
+  try {
+    if (!Array.isArray(decoded) || decoded.length !== 2) throw new StructureError(`the structure is ${describe(decoded)}, not [segments, value]`);
+    const segments = validateSegments(decoded[0], header.dataLength, header.alignment);
+    const tree = decoded[1] as unknown;
+    return { header, segments, tree, descriptors: collectDescriptors(tree, segments) };
+  } catch (error) {
+    if (error instanceof StructureError) throw formatError(path, error.message);
+    throw error;
+  }
+}
+
+/** The value a descriptor stands for, over `buffer` (which holds exactly its bytes). */
+function arrayOver(d: ArrayDescriptor, buffer: ArrayBuffer): unknown {
+  const length = elementCount(d);
+  switch (d.kind) {
+    case 'ArrayBuffer':
+      return buffer;
+    case 'DataView':
+      return new DataView(buffer);
+    case 'Buffer':
+      return Buffer.from(buffer, 0, d.byteLength);
+    case 'Uint8ClampedArray':
+      return new Uint8ClampedArray(buffer, 0, length);
+    case 'NDArray':
+    case 'Memmap': // a Memmap read into memory comes back as an NDArray, as a numpy memmap loads as an ndarray
+      return new NDArray(new (dtypeInfo(d.dtype).arrayType)(buffer, 0, length), { shape: d.shape, order: d.order, dtype: d.dtype });
+    default:
+      return new (dtypeInfo(d.dtype).arrayType)(buffer, 0, length);
+  }
+}
+
+/** Memory for one array read into memory; a dumped Memmap may be too large for that. */
+function allocate(d: ArrayDescriptor, path: string): ArrayBuffer {
+  if (d.byteLength > maxViewBytes) {
+    throw new MemjobError(
+      ErrorCodes.VIEW_TOO_LARGE,
+      `load: '${path}' holds an array of ${d.byteLength} bytes, more than one ArrayBuffer can hold in this Node; load it with { mmapMode: 'r' }`,
+      { path },
+    );
+  }
+  return new ArrayBuffer(d.byteLength);
+}
+
+function build(parsed: Parsed, arrays: Map<number, unknown>, path: string): unknown {
+  try {
+    return decodeValue(parsed.tree, parsed.segments, (d) => arrays.get(d.segment));
+  } catch (error) {
+    if (error instanceof StructureError) throw formatError(path, error.message);
+    throw error;
+  }
+}
+
+function readExactlySync(fd: number, target: Uint8Array, position: number, path: string): void {
+  let done = 0;
+  while (done < target.length) {
+    const n = readSync(fd, target, done, Math.min(READ_CHUNK, target.length - done), position + done);
+    if (n === 0) throw formatError(path, `it ended early, at byte ${position + done}`);
+    done += n;
+  }
+}
+
+async function readExactly(handle: FileHandle, target: Uint8Array, position: number, path: string): Promise<void> {
+  let done = 0;
+  while (done < target.length) {
+    const { bytesRead } = await handle.read(target, done, Math.min(READ_CHUNK, target.length - done), position + done);
+    if (bytesRead === 0) throw formatError(path, `it ended early, at byte ${position + done}`);
+    done += bytesRead;
+  }
+}
+
+/** Header and structure of an uncompressed dump, read from an open file. */
+function readLayoutSync(fd: number, size: number, head: Buffer, path: string): Parsed {
+  const header = decodeHeader(head, size, path);
+  const structure = Buffer.alloc(header.structureLength);
+  readExactlySync(fd, structure, header.structureOffset, path);
+  return parseStructure(header, structure, path);
+}
+
+function mapArrays(fd: number, path: string, parsed: Parsed, mode: LoadMmapMode): Map<number, unknown> {
+  const memmapMode: MemmapMode = mode === 'w+' ? 'r+' : mode;
+  const shared = memmapMode === 'r+';
+  const { dataOffset, dataLength } = parsed.header;
+  // Plain arrays share one mapping of the data region (they have no close());
+  // each Memmap gets its own, so closing one never detaches the others.
+  let common: FileMapping | undefined;
+  const arrays = new Map<number, unknown>();
+  for (const d of parsed.descriptors) {
+    const fileOffset = dataOffset + parsed.segments[d.segment]!.offset;
+    if (d.byteLength === 0) {
+      arrays.set(d.segment, arrayOver(d, new ArrayBuffer(0)));
+    } else if (d.kind === 'Memmap') {
+      const mapping = new FileMapping(fd, path, fileOffset, d.byteLength, shared);
+      const strides = contiguousStrides(d.shape, dtypeInfo(d.dtype).itemsize, d.order);
+      arrays.set(d.segment, Memmap.create({ mapping, mode: memmapMode, dtype: d.dtype, shape: d.shape, strides, offset: fileOffset, order: d.order }));
+    } else {
+      common ??= new FileMapping(fd, path, dataOffset, dataLength, shared);
+      arrays.set(d.segment, arrayOver(d, common.view(fileOffset, d.byteLength)));
+    }
+  }
+  return arrays;
+}
+
+function warnCompressedMmap(path: string): void {
+  process.emitWarning(`'${path}' is compressed, so its arrays cannot be memory-mapped; they were read into memory instead`, {
+    code: 'MEMJOB_COMPRESSED_MMAP',
+    detail: 'Dump without "compress" to load with mmapMode.',
+  });
+}
+
+function asMemjobError(error: unknown, where: string, path: string): MemjobError {
+  return error instanceof MemjobError ? error : systemError(where, error, path);
+}
+
+/** Opens for reading, or for writing too when the arrays will be mapped shared ('r+', 'w+'). */
+function openChecked(path: string, mmapMode: LoadMmapMode | null, where: string): { fd: number; size: number } {
+  let fd: number;
+  try {
+    fd = openSync(path, mmapMode === 'r+' || mmapMode === 'w+' ? 'r+' : 'r');
+  } catch (error) {
+    throw systemError(where, error, path);
+  }
+  const stat = fstatSync(fd);
+  if (!stat.isFile()) {
+    closeSync(fd);
+    throw new MemjobError(stat.isDirectory() ? 'EISDIR' : ErrorCodes.INVALID_ARG, `${where}: expected a regular file, received '${path}', which is not one`, { path });
+  }
+  return { fd, size: stat.size };
+}
+
+/** Parses a whole (decompressed) file held in memory and copies its arrays out. */
+function loadFromBytes(bytes: Buffer, path: string): unknown {
+  const header = decodeHeader(bytes.subarray(0, HEADER_BYTES), bytes.length, path);
+  const parsed = parseStructure(header, bytes.subarray(header.structureOffset, header.structureOffset + header.structureLength), path);
+  const arrays = new Map<number, unknown>();
+  for (const d of parsed.descriptors) {
+    const start = header.dataOffset + parsed.segments[d.segment]!.offset;
+    const buffer = allocate(d, path);
+    new Uint8Array(buffer).set(bytes.subarray(start, start + d.byteLength));
+    arrays.set(d.segment, arrayOver(d, buffer));
+  }
+  return build(parsed, arrays, path);
+}
+
+/** Synchronous load(). A compressed file is decompressed whole in memory (the async load streams it). */
+export function loadSync(filename: string | URL, options: LoadOptions = {}): unknown {
+  const where = 'loadSync';
+  const { path, mmapMode } = parseArgs(filename, options, where);
+  const { fd, size } = openChecked(path, mmapMode, where);
+  try {
+    const head = Buffer.alloc(Math.min(HEADER_BYTES, size));
+    readExactlySync(fd, head, 0, path);
+    if (!hasMagic(head)) {
+      if (mmapMode !== null) warnCompressedMmap(path);
+      return loadFromBytes(decompressOrFail(readFileSync(fd), detectMethod(head), path), path);
+    }
+    const parsed = readLayoutSync(fd, size, head, path);
+    if (mmapMode !== null) return build(parsed, mapArrays(fd, path, parsed, mmapMode), path);
+    const arrays = new Map<number, unknown>();
+    for (const d of parsed.descriptors) {
+      const buffer = allocate(d, path);
+      readExactlySync(fd, new Uint8Array(buffer), parsed.header.dataOffset + parsed.segments[d.segment]!.offset, path);
+      arrays.set(d.segment, arrayOver(d, buffer));
+    }
+    return build(parsed, arrays, path);
+  } catch (error) {
+    throw asMemjobError(error, where, path);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function decompressOrFail(bytes: Buffer, method: CompressMethod, path: string): Buffer {
+  let out: Buffer;
+  try {
+    out = decompressSync(bytes, method);
+  } catch (error) {
+    throw notADump(path, method, error);
+  }
+  if (!hasMagic(out)) throw notADump(path, method);
+  return out;
+}
+
+function notADump(path: string, method: CompressMethod, cause?: unknown): MemjobError {
+  const how = method === 'brotli' ? 'nor does it decompress as brotli' : `and it does not decompress as ${method}`;
+  const why = cause === undefined ? ' into one' : ` (${(cause as Error).message})`;
+  return formatError(path, `it does not start with the memjob magic bytes, ${how}${why}`);
+}
+
+/**
+ * Reads a dump back. Without `mmapMode`, every array is read into memory the
+ * caller owns; with it, every array is a view on the file (zero copy), and a
+ * dumped Memmap comes back as a Memmap.
+ */
+export async function load(filename: string | URL, options: LoadOptions = {}): Promise<unknown> {
+  const where = 'load';
+  const { path, mmapMode } = parseArgs(filename, options, where);
+  const { fd, size } = openChecked(path, mmapMode, where);
+  let handle: FileHandle | undefined;
+  try {
+    const head = Buffer.alloc(Math.min(HEADER_BYTES, size));
+    readExactlySync(fd, head, 0, path);
+    if (!hasMagic(head)) {
+      if (mmapMode !== null) warnCompressedMmap(path);
+      return await loadCompressedStream(path, detectMethod(head));
+    }
+    const parsed = readLayoutSync(fd, size, head, path);
+    if (mmapMode !== null) return build(parsed, mapArrays(fd, path, parsed, mmapMode), path);
+    handle = await openAsync(path, 'r');
+    const arrays = new Map<number, unknown>();
+    for (const d of parsed.descriptors) {
+      const buffer = allocate(d, path);
+      await readExactly(handle, new Uint8Array(buffer), parsed.header.dataOffset + parsed.segments[d.segment]!.offset, path);
+      arrays.set(d.segment, arrayOver(d, buffer));
+    }
+    return build(parsed, arrays, path);
+  } catch (error) {
+    throw asMemjobError(error, where, path);
+  } finally {
+    closeSync(fd);
+    await handle?.close();
+  }
+}
+
+async function loadCompressedStream(path: string, method: CompressMethod): Promise<unknown> {
+  const input = createReadStream(path);
+  const output = input.pipe(decompressor(method));
+  input.on('error', (error) => output.destroy(error));
+  const reader = new StreamReader(output);
+  try {
+    const head = Buffer.alloc(HEADER_BYTES);
+    let complete: boolean;
+    try {
+      complete = await reader.readInto(head);
+    } catch (error) {
+      throw notADump(path, method, error);
+    }
+    if (!hasMagic(head)) throw notADump(path, method);
+    if (!complete) throw formatError(path, 'its decompressed content is shorter than the header');
+    const header = decodeHeader(head, Infinity, path);
+    await skipTo(reader, header.structureOffset, path);
+    const structure = await readPiecesOrFail(reader, header.structureLength, path);
+    const parsed = parseStructure(header, Buffer.concat(structure), path);
+    // Read the arrays in file order: the stream only goes forward.
+    const inOrder = [...parsed.descriptors].sort((a, b) => parsed.segments[a.segment]!.offset - parsed.segments[b.segment]!.offset);
+    const arrays = new Map<number, unknown>();
+    for (const d of inOrder) {
+      await skipTo(reader, header.dataOffset + parsed.segments[d.segment]!.offset, path);
+      let buffer: ArrayBuffer;
+      if (d.byteLength <= PREALLOCATE_LIMIT) {
+        buffer = allocate(d, path);
+        if (!(await reader.readInto(new Uint8Array(buffer)))) throw truncated(path, reader.position);
+      } else {
+        const pieces = await readPiecesOrFail(reader, d.byteLength, path);
+        buffer = allocate(d, path);
+        const target = new Uint8Array(buffer);
+        let at = 0;
+        for (const piece of pieces) {
+          target.set(piece, at);
+          at += piece.length;
+        }
+      }
+      arrays.set(d.segment, arrayOver(d, buffer));
+    }
+    return build(parsed, arrays, path);
+  } catch (error) {
+    if (error instanceof MemjobError) throw error;
+    throw formatError(path, `it could not be decompressed as ${method} (${(error as Error).message})`);
+  } finally {
+    await reader.close();
+    input.destroy();
+  }
+}
+
+function truncated(path: string, position: number): MemjobError {
+  return formatError(path, `it is truncated: the decompressed content ends at byte ${position}`);
+}
+
+async function skipTo(reader: StreamReader, position: number, path: string): Promise<void> {
+  if (position < reader.position) throw formatError(path, `byte ${position} comes before the read position ${reader.position}`);
+  if (!(await reader.skip(position - reader.position))) throw truncated(path, reader.position);
+}
+
+async function readPiecesOrFail(reader: StreamReader, length: number, path: string): Promise<Buffer[]> {
+  const pieces = await reader.readPieces(length);
+  if (pieces === null) throw truncated(path, reader.position);
+  return pieces;
+}
