@@ -54,12 +54,15 @@ function* fileChunks(value: unknown): Generator<Uint8Array, void, undefined> {
     dataLength,
   });
   yield structure;
+  // The file always reaches the data region's start, even with no arrays, so
+  // its length is exactly dataOffset + dataLength.
   let written = HEADER_BYTES + structure.length;
-  for (let i = 0; i < sources.length; i++) {
-    const padding = dataOffset + offsets[i]! - written;
-    if (padding > 0) yield zeros.subarray(0, padding);
+  for (let i = 0; i <= sources.length; i++) {
+    const start = dataOffset + (offsets[i] ?? dataLength);
+    if (start > written) yield zeros.subarray(0, start - written);
+    if (i === sources.length) break;
     for (const bytes of segmentBytes(sources[i]!)) yield bytes;
-    written = dataOffset + offsets[i]! + byteLengths[i]!;
+    written = start + byteLengths[i]!;
   }
 }
 
