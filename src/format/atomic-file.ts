@@ -27,7 +27,15 @@ function defaultFileMode(): number {
   }
 }
 
-export function createTempBeside(target: string, where: string): TempFile {
+export interface TempFileOptions {
+  /** fsync the data and the folder (default true). Scratch files for workers skip it: they never outlive the process. */
+  durable?: boolean;
+  /** Keep the temp file's 0600 mode instead of giving the final file the usual 0666-minus-umask. */
+  private?: boolean;
+}
+
+export function createTempBeside(target: string, where: string, options: TempFileOptions = {}): TempFile {
+  const durable = options.durable ?? true;
   const path = join(dirname(target), `.${basename(target)}.${process.pid}.${randomBytes(6).toString('hex')}.memjob-tmp`);
   let fd: number;
   try {
@@ -47,14 +55,14 @@ export function createTempBeside(target: string, where: string): TempFile {
     fd,
     commit() {
       try {
-        fsyncSync(fd);
-        fchmodSync(fd, defaultFileMode());
+        if (durable) fsyncSync(fd);
+        if (options.private !== true) fchmodSync(fd, defaultFileMode());
         close();
         renameSync(path, target);
       } catch (error) {
         throw systemError(where, error, target);
       }
-      syncFolder(dirname(target));
+      if (durable) syncFolder(dirname(target));
     },
     abort() {
       try {

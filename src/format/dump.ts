@@ -11,9 +11,9 @@ import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import { MemjobError, invalidArg, systemError } from '../errors.js';
 import { maxViewBytes } from '../native.js';
-import { createTempBeside, type TempFile } from './atomic-file.js';
+import { createTempBeside, type TempFile, type TempFileOptions } from './atomic-file.js';
 import { packr } from './codec.js';
-import { compressSync, compressor, parseCompress, type CompressOption } from './compression.js';
+import { compressSync, compressor, parseCompress, type CompressOption, type Compression } from './compression.js';
 import { ALIGNMENT, FORMAT_MAJOR, FORMAT_MINOR, HEADER_BYTES, alignUp, encodeHeader } from './header.js';
 import { encodeValue, type SegmentSource } from './structure.js';
 
@@ -92,11 +92,23 @@ function* segmentBytes(source: SegmentSource): Generator<Uint8Array, void, undef
 export function dumpSync(value: unknown, filename: string | URL, options: DumpOptions = {}): string[] {
   const where = 'dumpSync';
   const target = parseTarget(filename, where);
-  const compression = parseCompress(options.compress, target, where);
+  writeDumpSync(value, target, parseCompress(options.compress, target, where), {}, where);
+  return [target];
+}
+
+/**
+ * @internal For the transport layer: an uncompressed dump into a run's
+ * private temp folder, kept 0600 and not fsynced (it never outlives the run).
+ */
+export function dumpScratchSync(value: unknown, target: string): void {
+  writeDumpSync(value, target, null, { durable: false, private: true }, 'dump');
+}
+
+function writeDumpSync(value: unknown, target: string, compression: Compression | null, tempOptions: TempFileOptions, where: string): void {
   const chunks = fileChunks(value);
   // Encode (and refuse bad values) before any file exists.
   const first = chunks.next();
-  const temp = createTempBeside(target, where);
+  const temp = createTempBeside(target, where, tempOptions);
   try {
     if (compression === null) {
       if (!first.done) writeAll(temp, first.value);
@@ -110,7 +122,6 @@ export function dumpSync(value: unknown, filename: string | URL, options: DumpOp
     temp.abort();
     throw asMemjobError(error, where, target);
   }
-  return [target];
 }
 
 function writeAll(temp: TempFile, chunk: Uint8Array): void {

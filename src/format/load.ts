@@ -145,7 +145,7 @@ function readLayoutSync(fd: number, size: number, head: Buffer, path: string): P
   return parseStructure(header, structure, path);
 }
 
-function mapArrays(fd: number, path: string, parsed: Parsed, mode: LoadMmapMode): Map<number, unknown> {
+function mapArrays(fd: number, path: string, parsed: Parsed, mode: LoadMmapMode, mappings?: FileMapping[]): Map<number, unknown> {
   const memmapMode: MemmapMode = mode === 'w+' ? 'r+' : mode;
   const shared = memmapMode === 'r+';
   const { dataOffset, dataLength } = parsed.header;
@@ -159,10 +159,14 @@ function mapArrays(fd: number, path: string, parsed: Parsed, mode: LoadMmapMode)
       arrays.set(d.segment, arrayOver(d, new ArrayBuffer(0)));
     } else if (d.kind === 'Memmap') {
       const mapping = new FileMapping(fd, path, fileOffset, d.byteLength, shared);
+      mappings?.push(mapping);
       const strides = contiguousStrides(d.shape, dtypeInfo(d.dtype).itemsize, d.order);
       arrays.set(d.segment, Memmap.create({ mapping, mode: memmapMode, dtype: d.dtype, shape: d.shape, strides, offset: fileOffset, order: d.order }));
     } else {
-      common ??= new FileMapping(fd, path, dataOffset, dataLength, shared);
+      if (common === undefined) {
+        common = new FileMapping(fd, path, dataOffset, dataLength, shared);
+        mappings?.push(common);
+      }
       arrays.set(d.segment, arrayOver(d, common.view(fileOffset, d.byteLength)));
     }
   }
@@ -231,6 +235,27 @@ export function loadSync(filename: string | URL, options: LoadOptions = {}): unk
       arrays.set(d.segment, arrayOver(d, buffer));
     }
     return build(parsed, arrays, path);
+  } catch (error) {
+    throw asMemjobError(error, where, path);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * @internal For workers: maps an uncompressed dump and also returns the
+ * mappings made, so the owner can unmap them all (close()) when a run ends
+ * instead of waiting for the garbage collector.
+ */
+export function loadMappedSync(path: string, mode: LoadMmapMode): { value: unknown; mappings: FileMapping[] } {
+  const where = 'load';
+  const { fd, size } = openChecked(path, mode, where);
+  try {
+    const head = Buffer.alloc(Math.min(HEADER_BYTES, size));
+    readExactlySync(fd, head, 0, path);
+    const parsed = readLayoutSync(fd, size, head, path);
+    const mappings: FileMapping[] = [];
+    return { value: build(parsed, mapArrays(fd, path, parsed, mode, mappings), path), mappings };
   } catch (error) {
     throw asMemjobError(error, where, path);
   } finally {

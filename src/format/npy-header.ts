@@ -108,23 +108,28 @@ export function parseHeader(text: string, dataOffset: number, fileSize: number, 
   if (orderValue.type !== 'bool') {
     throw formatError(ctx, `expected 'fortran_order' to be True or False, found ${quote(orderValue.source)}`);
   }
-  const dims = shapeValue.type === 'tuple' ? shapeValue.items : undefined;
-  if (dims === undefined || !dims.every((d) => d.type === 'int' && d.value >= 0n && d.value <= BigInt(Number.MAX_SAFE_INTEGER))) {
+  const items = shapeValue.type === 'tuple' ? shapeValue.items : [];
+  const dims = items.map((d) => (d.type === 'int' && d.value >= 0n ? d.value : -1n));
+  if (shapeValue.type !== 'tuple' || dims.includes(-1n)) {
     throw formatError(ctx, `expected 'shape' to be a tuple of non-negative integers, found ${quote(shapeValue.source)}`);
   }
-  const shape = dims.map((d) => Number((d as { value: bigint }).value));
   const { dtype, swap, descr } = resolveDescr(descrValue, ctx);
 
-  const size = shape.reduce((a, b) => a * BigInt(b), 1n);
+  // In BigInt, so a shape whose product overflows a double is still caught.
+  const size = dims.reduce((a, b) => a * b, 1n);
   const needed = size * BigInt(dtypeInfo(dtype).itemsize);
   const available = fileSize - dataOffset;
   if (needed > BigInt(available)) {
     throw formatError(
       ctx,
-      `shape (${shape.join(', ')}) of '${descr}' needs ${needed} bytes of data after the ${dataOffset}-byte header, ` +
+      `shape (${dims.join(', ')}) of '${descr}' needs ${needed} bytes of data after the ${dataOffset}-byte header, ` +
         `but the file holds only ${available} (truncated?)`,
     );
   }
+  // Only reachable when another axis is 0: then the data fits, but the shape cannot be held as numbers.
+  const huge = dims.find((d) => d > BigInt(Number.MAX_SAFE_INTEGER));
+  if (huge !== undefined) throw formatError(ctx, `an axis of ${huge} elements is more than memjob can index (2^53 - 1)`);
+  const shape = dims.map(Number);
   return {
     dtype,
     descr,

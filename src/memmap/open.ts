@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { ErrorCodes, MemjobError, describe, invalidArg, systemError } from '../errors.js';
 import { dtypeInfo, parseDType, type DType } from './dtype.js';
 import { FileMapping } from './file-mapping.js';
-import { contiguousStrides, parseOrder, parseShape, sizeOf, type Order } from './layout.js';
+import { contiguousStrides, extent, parseOrder, parseShape, sizeOf, type Order } from './layout.js';
 import { Memmap, type MemmapMode } from './memmap.js';
 
 export interface MemmapOptions<D extends DType = DType> {
@@ -185,4 +185,49 @@ function parseFilename(filename: unknown, where: string): string {
 function parseMode(value: unknown, where: string): MemmapMode {
   if (typeof value === 'string' && Object.hasOwn(modeAliases, value)) return modeAliases[value]!;
   throw invalidArg(where, 'mode', "one of 'r', 'r+', 'w+', 'c'", value);
+}
+
+/** Where a Memmap's elements are in its file: what a worker needs to map the same view. */
+export interface MemmapLayoutRef {
+  path: string;
+  mode: MemmapMode;
+  dtype: DType;
+  shape: readonly number[];
+  strides: readonly number[];
+  /** File offset of element [0, ..., 0]. */
+  offset: number;
+  order: Order;
+}
+
+/**
+ * @internal For workers: maps exactly the bytes a (possibly strided) view
+ * spans and rebuilds the view on them, so a worker sees the caller's slice,
+ * not the whole file.
+ */
+export function openMemmapView(ref: MemmapLayoutRef): Memmap {
+  const where = 'memmap';
+  const dtype = parseDType(ref.dtype, where);
+  const { itemsize } = dtypeInfo(dtype);
+  const { low, high } = extent(ref.shape, ref.strides, itemsize);
+  // Reopening never creates or truncates: 'w+' means "read-write" here.
+  const mode: MemmapMode = ref.mode === 'w+' ? 'r+' : ref.mode;
+  const fd = (() => {
+    try {
+      return openSync(ref.path, openFlags[mode]);
+    } catch (error) {
+      throw systemError(where, error, ref.path);
+    }
+  })();
+  try {
+    const size = fstatSync(fd).size;
+    if (ref.offset + high > size || ref.offset + low < 0) {
+      throw new MemjobError(ErrorCodes.OUT_OF_RANGE, `${where}: the view reaches past the end of '${ref.path}' (${size} bytes); was the file truncated?`, {
+        path: ref.path,
+      });
+    }
+    const mapping = new FileMapping(fd, ref.path, ref.offset + low, Math.max(high - low, 1), mode === 'r+');
+    return Memmap.create({ mapping, mode, dtype, shape: ref.shape, strides: ref.strides, offset: ref.offset, order: ref.order });
+  } finally {
+    closeSync(fd);
+  }
 }

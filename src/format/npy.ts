@@ -1,0 +1,353 @@
+/**
+ * saveNpy() and loadNpy(): numpy's .npy format, so arrays move between
+ * memjob and Python without conversion. Saving is atomic (atomic-file.ts:
+ * a temp file beside the target, fsynced, renamed over it) and streams from
+ * the array's own memory, never copying it whole. Loading checks the header
+ * against the file's size before it allocates anything, and can map the data
+ * (mmapMode) instead of reading it. docs/npy.md describes what is supported.
+ */
+import { closeSync, constants as fsConstants, fstatSync, fsync, openSync, readSync, write, writeSync, type Stats } from 'node:fs';
+import { open as openFile, type FileHandle } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { ErrorCodes, MemjobError, invalidArg, systemError } from '../errors.js';
+import { dtypeInfo, dtypeOfArray, type TypedArray } from '../memmap/dtype.js';
+import { contiguity, type Order } from '../memmap/layout.js';
+import { Memmap } from '../memmap/memmap.js';
+import { NDArray } from '../memmap/ndarray.js';
+import { memmap } from '../memmap/open.js';
+import { maxViewBytes } from '../native.js';
+import { createTempBeside } from './atomic-file.js';
+import {
+  PREFIX_MAX_BYTES,
+  decodeHeader,
+  descrOf,
+  formatError,
+  formatHeader,
+  parseHeader,
+  parsePrefix,
+  type NpyContext,
+  type NpyHeader,
+} from './npy-header.js';
+
+export interface LoadNpyOptions {
+  /**
+   * Map the data with memmap() in this mode instead of reading it into
+   * memory ('r', 'r+', 'c'). 'w+' acts as 'r+': loading never truncates or
+   * zeroes a file. null or undefined (numpy's None) reads into memory.
+   */
+  mmapMode?: 'r' | 'r+' | 'c' | 'w+' | null;
+}
+
+/** The most bytes one read or write system call is asked for. */
+const MAX_IO_BYTES = 1024 ** 3;
+const writeAsync = promisify(write);
+const fsyncAsync = promisify(fsync);
+
+/**
+ * Writes `array` to `filename` as a .npy file (format 1.0; 2.0 only for a
+ * header over 64 KiB), atomically: see atomic-file.ts.
+ */
+export function saveNpySync(filename: string | URL, array: TypedArray | NDArray | Memmap): void {
+  const where = 'saveNpySync';
+  const path = parseFilename(filename, where);
+  const source = sourceOf(array, where);
+  const temp = createTempBeside(path, where);
+  try {
+    let position = writeAllSync(temp.fd, source.header, 0);
+    for (const block of source.blocks) position = writeAllSync(temp.fd, block, position);
+    temp.commit();
+  } catch (error) {
+    temp.abort();
+    throw asMemjobError(where, error, path);
+  }
+}
+
+/** saveNpySync() with the writes and the fsync done in Node's thread pool. */
+export async function saveNpy(filename: string | URL, array: TypedArray | NDArray | Memmap): Promise<void> {
+  const where = 'saveNpy';
+  const path = parseFilename(filename, where);
+  const source = sourceOf(array, where);
+  const temp = createTempBeside(path, where);
+  try {
+    let position = await writeAll(temp.fd, source.header, 0);
+    for (const block of source.blocks) position = await writeAll(temp.fd, block, position);
+    // commit() fsyncs again, on the event loop; by then nothing is left to flush.
+    await fsyncAsync(temp.fd);
+    temp.commit();
+  } catch (error) {
+    temp.abort();
+    throw asMemjobError(where, error, path);
+  }
+}
+
+/**
+ * Reads a .npy file: into memory as an owned NDArray, or, with `mmapMode`,
+ * as a Memmap over the file's data. An empty array cannot be mapped, so with
+ * `mmapMode` it comes back as an empty in-memory NDArray.
+ */
+export function loadNpySync(filename: string | URL, options?: LoadNpyOptions & { mmapMode?: null }): NDArray;
+export function loadNpySync(filename: string | URL, options: LoadNpyOptions): NDArray | Memmap;
+export function loadNpySync(filename: string | URL, options: LoadNpyOptions = {}): NDArray | Memmap {
+  const where = 'loadNpySync';
+  const path = parseFilename(filename, where);
+  const mmapMode = parseLoadOptions(options, where);
+  const ctx: NpyContext = { where, path };
+  let fd: number;
+  try {
+    fd = openSync(path, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
+  } catch (error) {
+    throw systemError(where, error, path);
+  }
+  try {
+    const fileSize = regularFileSize(fstatSync(fd), ctx);
+    const prefix = parsePrefix(readExactSync(fd, Math.min(fileSize, PREFIX_MAX_BYTES), 0, ctx), fileSize, ctx);
+    const text = decodeHeader(readExactSync(fd, prefix.headerBytes, prefix.headerStart, ctx), prefix.encoding, ctx);
+    const header = parseHeader(text, prefix.headerStart + prefix.headerBytes, fileSize, ctx);
+    if (mmapMode !== undefined) {
+      checkMappable(header, ctx);
+      if (header.size > 0) return mapData(header, mmapMode, ctx);
+    }
+    const data = allocate(header, ctx);
+    readIntoSync(fd, bytesOf(data), header.dataOffset, ctx);
+    return toNDArray(data, header);
+  } catch (error) {
+    throw asMemjobError(where, error, path);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** loadNpySync() with asynchronous file I/O (mapping itself is always synchronous). */
+export async function loadNpy(filename: string | URL, options?: LoadNpyOptions & { mmapMode?: null }): Promise<NDArray>;
+export async function loadNpy(filename: string | URL, options: LoadNpyOptions): Promise<NDArray | Memmap>;
+export async function loadNpy(filename: string | URL, options: LoadNpyOptions = {}): Promise<NDArray | Memmap> {
+  const where = 'loadNpy';
+  const path = parseFilename(filename, where);
+  const mmapMode = parseLoadOptions(options, where);
+  const ctx: NpyContext = { where, path };
+  let handle: FileHandle;
+  try {
+    handle = await openFile(path, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
+  } catch (error) {
+    throw systemError(where, error, path);
+  }
+  try {
+    const fileSize = regularFileSize(await handle.stat(), ctx);
+    const prefix = parsePrefix(await readExact(handle, Math.min(fileSize, PREFIX_MAX_BYTES), 0, ctx), fileSize, ctx);
+    const text = decodeHeader(await readExact(handle, prefix.headerBytes, prefix.headerStart, ctx), prefix.encoding, ctx);
+    const header = parseHeader(text, prefix.headerStart + prefix.headerBytes, fileSize, ctx);
+    if (mmapMode !== undefined) {
+      checkMappable(header, ctx);
+      if (header.size > 0) return mapData(header, mmapMode, ctx);
+    }
+    const data = allocate(header, ctx);
+    await readInto(handle, bytesOf(data), header.dataOffset, ctx);
+    return toNDArray(data, header);
+  } catch (error) {
+    throw asMemjobError(where, error, path);
+  } finally {
+    await handle.close();
+  }
+}
+
+// ---- saving ----
+
+interface SaveSource {
+  header: Uint8Array;
+  /** The data bytes in file order, as views on the array's own memory. */
+  blocks: Iterable<Uint8Array>;
+}
+
+function sourceOf(array: unknown, where: string): SaveSource {
+  if (array instanceof Memmap) {
+    if (array.closed) {
+      throw new MemjobError(ErrorCodes.CLOSED, `${where}: the Memmap of '${array.filename}' was closed; open it again with memmap()`, {
+        path: array.filename,
+      });
+    }
+    const layout = contiguity(array.shape, array.strides, array.itemsize);
+    // Views only slice axis 0, and an F-order array's rows are spread over
+    // the whole file, so the only window on its bytes in file order is `data`.
+    if (layout === 'F' && array.nbytes > maxViewBytes) {
+      throw new MemjobError(
+        ErrorCodes.VIEW_TOO_LARGE,
+        `${where}: an F-order Memmap of ${array.nbytes} bytes cannot be streamed: its rows are not contiguous, and ` +
+          `one view holds at most ${maxViewBytes} bytes; open the file in C order, or save it in parts`,
+        { path: array.filename },
+      );
+    }
+    return { header: formatHeader(descrOf(array.dtype), layout === 'F', array.shape), blocks: memmapBlocks(array, layout) };
+  }
+  if (array instanceof NDArray) {
+    // numpy writes fortran_order True only when the layout is not also C order (1-d, or one axis > 1).
+    const fortran = contiguity(array.shape, array.strides, array.itemsize) === 'F';
+    return { header: formatHeader(descrOf(array.dtype), fortran, array.shape), blocks: [bytesOf(array.data)] };
+  }
+  const dtype = ArrayBuffer.isView(array) ? dtypeOfArray(array as TypedArray) : undefined;
+  if (dtype === undefined) throw invalidArg(where, 'array', 'a TypedArray, an NDArray or a Memmap', array);
+  const data = array as TypedArray;
+  return { header: formatHeader(descrOf(dtype), false, [data.length]), blocks: [bytesOf(data)] };
+}
+
+/**
+ * A Memmap's bytes in file order. Contiguous C views stream as row blocks
+ * straight from the mapping; a strided view is copied to C order one block
+ * (at most chunks()' 64 MiB) at a time, never as a whole.
+ */
+function* memmapBlocks(array: Memmap, layout: Order | null): Generator<Uint8Array, void, undefined> {
+  if (array.size === 0) return;
+  if (layout === 'F') {
+    yield bytesOf(array.data);
+    return;
+  }
+  for (const block of array.chunks()) yield bytesOf(layout === 'C' ? block.data : block.toArray());
+}
+
+function writeAllSync(fd: number, bytes: Uint8Array, position: number): number {
+  for (let done = 0; done < bytes.length; ) {
+    done += writeSync(fd, bytes, done, Math.min(bytes.length - done, MAX_IO_BYTES), position + done);
+  }
+  return position + bytes.length;
+}
+
+async function writeAll(fd: number, bytes: Uint8Array, position: number): Promise<number> {
+  for (let done = 0; done < bytes.length; ) {
+    const { bytesWritten } = await writeAsync(fd, bytes, done, Math.min(bytes.length - done, MAX_IO_BYTES), position + done);
+    done += bytesWritten;
+  }
+  return position + bytes.length;
+}
+
+// ---- loading ----
+
+type NpyMmapMode = NonNullable<LoadNpyOptions['mmapMode']>;
+
+function parseLoadOptions(options: unknown, where: string): NpyMmapMode | undefined {
+  if (typeof options !== 'object' || options === null) throw invalidArg(where, 'options', 'an object', options);
+  const mode = (options as LoadNpyOptions).mmapMode ?? undefined;
+  if (mode === undefined || mode === 'r' || mode === 'r+' || mode === 'c' || mode === 'w+') return mode;
+  throw invalidArg(where, 'mmapMode', "one of 'r', 'r+', 'c', 'w+', null or undefined", mode);
+}
+
+function regularFileSize(stat: Stats, ctx: NpyContext): number {
+  if (stat.isDirectory()) {
+    throw new MemjobError('EISDIR', `${ctx.where}: expected a regular file, received the directory '${ctx.path}' (EISDIR)`, {
+      path: ctx.path,
+      syscall: 'open',
+    });
+  }
+  if (!stat.isFile()) {
+    throw new MemjobError(ErrorCodes.INVALID_ARG, `${ctx.where}: expected a regular file, received '${ctx.path}', which is not one`, {
+      path: ctx.path,
+    });
+  }
+  return stat.size;
+}
+
+function checkMappable(header: NpyHeader, ctx: NpyContext): void {
+  if (!header.swap) return;
+  const order = header.descr.startsWith('>') ? 'big-endian' : 'little-endian';
+  throw new MemjobError(
+    ErrorCodes.BYTE_ORDER,
+    `${ctx.where}: '${ctx.path}' stores '${header.descr}', which is ${order}; mapped, its elements would read as ` +
+      "wrong numbers on this machine. Load it without mmapMode, which converts it to this machine's byte order in memory",
+    { path: ctx.path },
+  );
+}
+
+function mapData(header: NpyHeader, mode: NpyMmapMode, ctx: NpyContext): Memmap {
+  return memmap(ctx.path, {
+    dtype: header.dtype,
+    shape: header.shape,
+    order: header.fortranOrder ? 'F' : 'C',
+    offset: header.dataOffset,
+    mode: mode === 'w+' ? 'r+' : mode,
+  });
+}
+
+/** The TypedArray for the data; parseHeader has already checked that the file holds that many bytes. */
+function allocate(header: NpyHeader, ctx: NpyContext): TypedArray {
+  if (header.dataBytes > maxViewBytes) {
+    throw new MemjobError(
+      ErrorCodes.VIEW_TOO_LARGE,
+      `${ctx.where}: the array in '${ctx.path}' is ${header.dataBytes} bytes, more than the ${maxViewBytes} one ` +
+        "ArrayBuffer can hold; map it instead with { mmapMode: 'r' }",
+      { path: ctx.path },
+    );
+  }
+  try {
+    return new (dtypeInfo(header.dtype).arrayType)(header.size);
+  } catch (cause) {
+    throw new MemjobError(
+      'ENOMEM',
+      `${ctx.where}: could not allocate ${header.dataBytes} bytes for the array in '${ctx.path}'; map it instead with { mmapMode: 'r' }`,
+      { path: ctx.path, cause },
+    );
+  }
+}
+
+function toNDArray(data: TypedArray, header: NpyHeader): NDArray {
+  if (header.swap) swapBytes(bytesOf(data), dtypeInfo(header.dtype).itemsize);
+  return new NDArray(data as never, { dtype: header.dtype, shape: header.shape, order: header.fortranOrder ? 'F' : 'C' });
+}
+
+/** Reverses the bytes of each element in place (Buffer's swap16/32/64 work on the same memory). */
+function swapBytes(bytes: Uint8Array, itemsize: number): void {
+  const buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (itemsize === 2) buffer.swap16();
+  else if (itemsize === 4) buffer.swap32();
+  else if (itemsize === 8) buffer.swap64();
+}
+
+function readExactSync(fd: number, length: number, position: number, ctx: NpyContext): Uint8Array {
+  const bytes = new Uint8Array(length);
+  readIntoSync(fd, bytes, position, ctx);
+  return bytes;
+}
+
+async function readExact(handle: FileHandle, length: number, position: number, ctx: NpyContext): Promise<Uint8Array> {
+  const bytes = new Uint8Array(length);
+  await readInto(handle, bytes, position, ctx);
+  return bytes;
+}
+
+/** Fills `bytes` from the file at `position`, at most 1 GiB per read. */
+function readIntoSync(fd: number, bytes: Uint8Array, position: number, ctx: NpyContext): void {
+  for (let done = 0; done < bytes.length; ) {
+    const n = readSync(fd, bytes, done, Math.min(bytes.length - done, MAX_IO_BYTES), position + done);
+    if (n === 0) throw shrunk(position + done, ctx);
+    done += n;
+  }
+}
+
+async function readInto(handle: FileHandle, bytes: Uint8Array, position: number, ctx: NpyContext): Promise<void> {
+  for (let done = 0; done < bytes.length; ) {
+    const { bytesRead } = await handle.read(bytes, done, Math.min(bytes.length - done, MAX_IO_BYTES), position + done);
+    if (bytesRead === 0) throw shrunk(position + done, ctx);
+    done += bytesRead;
+  }
+}
+
+// Sizes were checked against fstat, so running out of bytes means the file shrank while being read.
+function shrunk(at: number, ctx: NpyContext): MemjobError {
+  return formatError(ctx, `the file ended at byte ${at} while being read (was it truncated meanwhile?)`);
+}
+
+// ---- shared ----
+
+function bytesOf(array: TypedArray): Uint8Array {
+  return new Uint8Array(array.buffer, array.byteOffset, array.byteLength);
+}
+
+function parseFilename(filename: unknown, where: string): string {
+  if (typeof filename === 'string' && filename.length > 0) return resolve(filename);
+  if (filename instanceof URL && filename.protocol === 'file:') return fileURLToPath(filename);
+  throw invalidArg(where, 'filename', 'a non-empty string or a file: URL', filename);
+}
+
+function asMemjobError(where: string, error: unknown, path: string): MemjobError {
+  return error instanceof MemjobError ? error : systemError(where, error, path);
+}
+
