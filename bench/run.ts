@@ -10,6 +10,7 @@ interface BenchModule {
 // Imported lazily, so a run of one benchmark loads only that one.
 const benchmarks: Record<string, () => Promise<BenchModule>> = {
   memmap: () => import('./memmap.js'),
+  dump: () => import('./dump.js'),
 };
 
 const wanted = process.argv.slice(2);

@@ -29,6 +29,18 @@ export const ErrorCodes = Object.freeze({
   BYTE_ORDER: 'MEMJOB_ERR_BYTE_ORDER',
   /** dump() met a value it cannot store: a function, a symbol, a class instance, a cycle. */
   UNSUPPORTED_VALUE: 'MEMJOB_ERR_UNSUPPORTED_VALUE',
+  /** A task function uses variables from an enclosing scope, so it cannot be sent to a worker (docs/functions.md). */
+  CLOSURE: 'MEMJOB_ERR_CLOSURE',
+  /** A worker died (exit, signal, crash, out of memory) while running tasks. */
+  WORKER_CRASHED: 'MEMJOB_ERR_WORKER_CRASHED',
+  /** A run did not finish within its `timeout`. */
+  TIMEOUT: 'MEMJOB_ERR_TIMEOUT',
+  /** A worker's initializer threw. */
+  INITIALIZER: 'MEMJOB_ERR_INITIALIZER',
+  /** A run's results were abandoned (a generator left early); used internally to stop the run. */
+  CANCELLED: 'MEMJOB_ERR_CANCELLED',
+  /** run() was called while another run of the same Parallel was in progress, or after close(). */
+  BUSY: 'MEMJOB_ERR_BUSY',
   /** Not enough free space for the file a 'w+' memmap would create. */
   NO_SPACE: 'ENOSPC',
   /** A failure inside memjob that is neither bad input nor an OS error: a bug, please report it. */

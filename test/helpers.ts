@@ -1,5 +1,5 @@
 /** Shared test helpers: scratch folders, TypeScript workers and child processes. */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -45,4 +45,15 @@ export function runTsChild(fixture: string, args: string[] = [], nodeFlags: stri
     child.on('error', reject);
     child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
   });
+}
+
+/**
+ * Debian's interpreter, when numpy imports there, else null. The python3
+ * first on PATH may be another interpreter (pyenv) without numpy, so this
+ * never looks it up by name.
+ */
+export function numpyPython(): string | null {
+  const python = '/usr/bin/python3';
+  const result = spawnSync(python, ['-c', 'import numpy'], { stdio: 'ignore', timeout: 60_000 });
+  return result.status === 0 ? python : null;
 }

@@ -122,7 +122,7 @@ export function parseHeader(text: string, dataOffset: number, fileSize: number, 
   if (needed > BigInt(available)) {
     throw formatError(
       ctx,
-      `shape (${dims.join(', ')}) of '${descr}' needs ${needed} bytes of data after the ${dataOffset}-byte header, ` +
+      `shape ${quote(shapeValue.source)} of '${descr}' needs ${needed} bytes of data after the ${dataOffset}-byte header, ` +
         `but the file holds only ${available} (truncated?)`,
     );
   }

@@ -173,15 +173,16 @@ function sourceOf(array: unknown, where: string): SaveSource {
     if (layout === 'F' && array.nbytes > maxViewBytes) {
       throw new MemjobError(
         ErrorCodes.VIEW_TOO_LARGE,
-        `${where}: an F-order Memmap of ${array.nbytes} bytes cannot be streamed: its rows are not contiguous, and ` +
-          `one view holds at most ${maxViewBytes} bytes; open the file in C order, or save it in parts`,
+        `${where}: cannot save an F-order Memmap of ${array.nbytes} bytes: its rows are not contiguous (views ` +
+          `slice only axis 0), and one view holds at most ${maxViewBytes} bytes`,
         { path: array.filename },
       );
     }
     return { header: formatHeader(descrOf(array.dtype), layout === 'F', array.shape), blocks: memmapBlocks(array, layout) };
   }
   if (array instanceof NDArray) {
-    // numpy writes fortran_order True only when the layout is not also C order (1-d, or one axis > 1).
+    // As numpy: fortran_order True only when the layout is not also C order
+    // (a 1-d array, or one with at most one axis longer than 1, is both).
     const fortran = contiguity(array.shape, array.strides, array.itemsize) === 'F';
     return { header: formatHeader(descrOf(array.dtype), fortran, array.shape), blocks: [bytesOf(array.data)] };
   }

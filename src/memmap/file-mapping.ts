@@ -17,12 +17,25 @@ import {
   type RegionHandle,
 } from '../native.js';
 
-// Every ArrayBuffer that views a file mapping, for hasShareableMemory().
-const mappedBuffers = new WeakSet<ArrayBuffer>();
+/** Where a mapped ArrayBuffer's bytes live, so it can be sent to a worker as a reference. */
+export interface MappedBufferOrigin {
+  path: string;
+  fileOffset: number;
+  shared: boolean;
+}
+
+// Every ArrayBuffer that views a file mapping, for hasShareableMemory() and
+// for passing mapped arrays to workers by reference.
+const mappedBuffers = new WeakMap<ArrayBuffer, MappedBufferOrigin>();
 
 /** True when `buffer` views a live file mapping (a closed mapping's views are detached, so empty). */
 export function isMappedBuffer(buffer: ArrayBufferLike): boolean {
   return buffer.byteLength > 0 && mappedBuffers.has(buffer as ArrayBuffer);
+}
+
+/** The file and offset a live mapped buffer views, or undefined. */
+export function mappedBufferOrigin(buffer: ArrayBufferLike): MappedBufferOrigin | undefined {
+  return buffer.byteLength > 0 ? mappedBuffers.get(buffer as ArrayBuffer) : undefined;
 }
 
 export class FileMapping {
@@ -57,7 +70,7 @@ export class FileMapping {
   /** An ArrayBuffer over file bytes [fileOffset, fileOffset + byteLength), no copy. */
   view(fileOffset: number, byteLength: number): ArrayBuffer {
     const buffer = viewRegion(this.#live(), fileOffset - this.start, byteLength, this.path);
-    mappedBuffers.add(buffer);
+    mappedBuffers.set(buffer, { path: this.path, fileOffset, shared: this.shared });
     return buffer;
   }
 

@@ -1,0 +1,39 @@
+/**
+ * joblib's auto-batching: start with one task per batch, then size batches
+ * so that each takes between 0.2 s and 2 s, doubling quickly while tasks are
+ * tiny and halving when a batch runs long (joblib/_parallel_backends.py,
+ * AutoBatchingMixin).
+ */
+const MIN_IDEAL_BATCH_MS = 200;
+const MAX_IDEAL_BATCH_MS = 2000;
+
+export class AutoBatcher {
+  #size = 1;
+  #smoothedMs = 0;
+
+  get size(): number {
+    return this.#size;
+  }
+
+  /** Called when a batch finishes: `size` tasks took `durationMs`. */
+  record(size: number, durationMs: number): void {
+    // Only batches of the current size say something about it.
+    if (size !== this.#size) return;
+    const duration = this.#smoothedMs === 0 ? durationMs : 0.8 * this.#smoothedMs + 0.2 * durationMs;
+    this.#smoothedMs = duration;
+    if (duration <= 0) return;
+    if (duration < MIN_IDEAL_BATCH_MS) {
+      const ideal = Math.trunc((size * MIN_IDEAL_BATCH_MS) / duration) * 2;
+      this.#size = Math.max(1, Math.min(2 * size, ideal));
+      if (this.#size !== size) this.#smoothedMs = 0; // a new size starts a new estimate
+    } else if (duration > MAX_IDEAL_BATCH_MS && size > 1) {
+      this.#size = Math.max(1, Math.floor(size / 2));
+      this.#smoothedMs = 0;
+    }
+  }
+}
+
+export class FixedBatcher {
+  constructor(readonly size: number) {}
+  record(): void {}
+}

@@ -1,0 +1,145 @@
+/**
+ * Parallel's options, with joblib's names in Node's spelling and joblib's
+ * defaults, parsed once into a plain resolved form.
+ */
+import type { ResourceLimits } from 'node:worker_threads';
+import { ErrorCodes, MemjobError, describe, invalidArg } from '../errors.js';
+import type { LoadMmapMode } from '../format/load.js';
+import { parseNJobs } from '../system/cpu-count.js';
+import { inWorker } from '../transport/worker-context.js';
+import { isDelayedCall, type DelayedCall } from './delayed.js';
+import type { ProgressCallback } from './progress.js';
+
+export type ReturnAs = 'array' | 'generator' | 'unordered';
+export type Backend = 'threads' | 'processes' | 'sequential';
+
+export interface ParallelOptions<RA extends ReturnAs = ReturnAs> {
+  /** Workers: n, or negative counting from cpuCount() (-1 all cores, -2 all but one). Default 1 (in-process), as in joblib. */
+  nJobs?: number;
+  /** Default 'threads'. nJobs 1 always runs sequentially in-process. */
+  backend?: Backend;
+  /** Tasks per batch, or 'auto' (joblib's adaptive batching; default). */
+  batchSize?: 'auto' | number;
+  /** Batches dispatched ahead of completion: '2*nJobs' (default), 'all', a number, or an expression in nJobs. */
+  preDispatch?: 'all' | number | string;
+  /** Milliseconds for the whole run; MEMJOB_ERR_TIMEOUT after. Default none. */
+  timeout?: number | null;
+  /** Aborting it rejects the run with an AbortError and stops its workers. */
+  signal?: AbortSignal;
+  /** Arrays larger than this go to workers as memory-mapped dumps: bytes, or '1M'-style (K, M, G; base 1024). null disables. Default '1M'. */
+  maxNbytes?: number | string | null;
+  /** How workers map dumped arrays: 'r' (default), 'r+', 'c', 'w+'. */
+  mmapMode?: LoadMmapMode;
+  /** Root folder for the run's temp folder; default MEMJOB_TEMP_FOLDER, then /dev/shm, then os.tmpdir(). */
+  tempFolder?: string;
+  /** joblib's verbosity: 0 silent, >0 progress messages on stderr, >10 every completion, >=50 on stdout. */
+  verbose?: number;
+  /** true: a progress bar on stderr when it is a terminal; or a callback (done, total). */
+  progress?: boolean | ProgressCallback;
+  /** 'array' (default) resolves to all results in order; 'generator' and 'unordered' give an AsyncIterable. */
+  returnAs?: RA;
+  /** Run once in each worker before its first task: a function, or delayed(fn)(...args). */
+  initializer?: ((...args: never[]) => unknown) | DelayedCall;
+  /** Worker threads: V8 heap limits; child processes: maxOldGenerationSizeMb becomes --max-old-space-size. */
+  resourceLimits?: ResourceLimits;
+}
+
+export interface ResolvedOptions {
+  nJobs: number;
+  backend: Backend;
+  batchSize: 'auto' | number;
+  /** Batches in flight at most; Infinity for 'all'. */
+  preDispatchBatches: number;
+  timeout: number | null;
+  signal: AbortSignal | undefined;
+  maxNbytes: number | null;
+  mmapMode: LoadMmapMode;
+  tempFolder: string | undefined;
+  verbose: number;
+  progress: boolean | ProgressCallback;
+  returnAs: ReturnAs;
+  initializer: DelayedCall | undefined;
+  resourceLimits: ResourceLimits | undefined;
+}
+
+const where = 'Parallel';
+const units: Record<string, number> = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 };
+
+export function parseBytes(value: unknown, name: string): number | null {
+  if (value === null) return null;
+  if (typeof value === 'number' && Number.isFinite(value) && value >= 0) return value;
+  if (typeof value === 'string') {
+    const match = /^\s*(\d+(?:\.\d+)?)\s*([KMG]?)B?\s*$/i.exec(value);
+    if (match) return Math.floor(Number(match[1]) * units[match[2]!.toUpperCase()]!);
+  }
+  throw invalidArg(where, name, "a byte count, a string such as '1M' (K, M, G; base 1024), or null", value);
+}
+
+function parsePreDispatch(value: unknown, nJobs: number): number {
+  if (value === 'all') return Infinity;
+  if (typeof value === 'number' && Number.isInteger(value) && value > 0) return value;
+  if (typeof value === 'string') {
+    // joblib evaluates the expression with n_jobs bound; accept its usual forms only.
+    const match = /^\s*(?:(\d+)\s*\*\s*)?n_?jobs\s*(?:\*\s*(\d+))?\s*$/i.exec(value);
+    if (match) return Math.max(1, Number(match[1] ?? 1) * Number(match[2] ?? 1) * nJobs);
+    if (/^\s*\d+\s*$/.test(value) && Number(value) > 0) return Number(value);
+  }
+  throw invalidArg(where, 'preDispatch', "'all', a positive integer, or an expression such as '2*nJobs'", value);
+}
+
+function oneOf<T extends string>(value: unknown, allowed: readonly T[], name: string, fallback: T): T {
+  if (value === undefined) return fallback;
+  if (typeof value === 'string' && (allowed as readonly string[]).includes(value)) return value as T;
+  throw invalidArg(where, name, allowed.map((a) => `'${a}'`).join(', '), value);
+}
+
+export function resolveOptions(options: ParallelOptions): ResolvedOptions {
+  if (typeof options !== 'object' || options === null) throw invalidArg(where, 'options', 'an object', options);
+  const nJobs = parseNJobs(options.nJobs, where, 1);
+  let backend = oneOf(options.backend, ['threads', 'processes', 'sequential'] as const, 'backend', 'threads');
+  // joblib runs nested Parallel calls sequentially inside workers; it also
+  // stops a worker that re-imports a main module from spawning more workers.
+  if (nJobs === 1 || inWorker()) backend = 'sequential';
+  const batchSize = options.batchSize ?? 'auto';
+  if (batchSize !== 'auto' && !(Number.isInteger(batchSize) && batchSize > 0)) {
+    throw invalidArg(where, 'batchSize', "'auto' or a positive integer", batchSize);
+  }
+  const timeout = options.timeout ?? null;
+  if (timeout !== null && !(typeof timeout === 'number' && timeout > 0 && Number.isFinite(timeout))) {
+    throw invalidArg(where, 'timeout', 'a positive number of milliseconds, or null', timeout);
+  }
+  if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) throw invalidArg(where, 'signal', 'an AbortSignal', options.signal);
+  const verbose = options.verbose ?? 0;
+  if (typeof verbose !== 'number' || !(verbose >= 0)) throw invalidArg(where, 'verbose', 'a number from 0 to 100', verbose);
+  const progress = options.progress ?? false;
+  if (typeof progress !== 'boolean' && typeof progress !== 'function') throw invalidArg(where, 'progress', 'a boolean or a callback (done, total)', progress);
+  if (options.tempFolder !== undefined && (typeof options.tempFolder !== 'string' || options.tempFolder === '')) {
+    throw invalidArg(where, 'tempFolder', 'a folder path', options.tempFolder);
+  }
+  let initializer: DelayedCall | undefined;
+  if (options.initializer !== undefined) {
+    if (isDelayedCall(options.initializer)) initializer = options.initializer;
+    else if (typeof options.initializer === 'function') initializer = { fn: options.initializer, args: [] } as unknown as DelayedCall;
+    else throw invalidArg(where, 'initializer', 'a function or delayed(fn)(...args)', options.initializer);
+  }
+  return {
+    nJobs,
+    backend,
+    batchSize,
+    preDispatchBatches: parsePreDispatch(options.preDispatch ?? '2*nJobs', nJobs),
+    timeout,
+    signal: options.signal,
+    maxNbytes: parseBytes(options.maxNbytes === undefined ? '1M' : options.maxNbytes, 'maxNbytes'),
+    mmapMode: oneOf(options.mmapMode, ['r', 'r+', 'c', 'w+'] as const, 'mmapMode', 'r'),
+    tempFolder: options.tempFolder,
+    verbose,
+    progress,
+    returnAs: oneOf(options.returnAs, ['array', 'generator', 'unordered'] as const, 'returnAs', 'array'),
+    initializer,
+    resourceLimits: options.resourceLimits,
+  };
+}
+
+export function notDelayed(index: number, value: unknown): MemjobError {
+  return new MemjobError(ErrorCodes.INVALID_ARG, `${where}.run: expected delayed(fn)(...args) at index ${index}, received ${describe(value)}`);
+}

@@ -1,0 +1,91 @@
+/**
+ * The only code that runs inside a memjob worker, a worker thread or a child
+ * process alike. It runs the initializer once, then batches: resolves each
+ * function, maps array references (once per run), awaits each call, and
+ * sends the results back, large arrays by transfer or through a file.
+ */
+import { parentPort } from 'node:worker_threads';
+import { ArgumentUnpacker } from '../transport/array-refs.js';
+import { serializeError } from '../transport/error-transport.js';
+import { resolveFunction, type FunctionSpec } from '../transport/functions.js';
+import { packResult } from '../transport/result-refs.js';
+import type { ToParent, ToWorker } from './protocol.js';
+
+type Post = (message: ToParent, transfer?: ArrayBuffer[]) => void;
+
+const post: Post = parentPort
+  ? (message, transfer) => parentPort!.postMessage(message, transfer ?? [])
+  : (message) => void process.send!(message);
+
+const memjobExports = () => import('../index.js') as unknown as Promise<Record<string, unknown>>;
+const unpackers = new Map<number, ArgumentUnpacker>();
+let resultCounter = 0;
+
+async function moduleOf(spec: FunctionSpec): Promise<{ url: string; exports: Record<string, unknown> } | undefined> {
+  if (spec.kind !== 'module') return undefined;
+  try {
+    return { url: spec.url, exports: (await import(spec.url)) as Record<string, unknown> };
+  } catch {
+    return undefined;
+  }
+}
+
+async function runBatch(message: Extract<ToWorker, { type: 'batch' }>): Promise<void> {
+  let unpacker = unpackers.get(message.runId);
+  if (unpacker === undefined) unpackers.set(message.runId, (unpacker = new ArgumentUnpacker()));
+  const results: unknown[] = [];
+  const transfer: ArrayBuffer[] = [];
+  for (let index = 0; index < message.calls.length; index++) {
+    const call = message.calls[index]!;
+    const spec = message.fns[call.fn]!;
+    try {
+      const fn = await resolveFunction(spec, memjobExports);
+      const value = await fn(...(unpacker.unpack(call.args) as unknown[]));
+      const packed = packResult(value, {
+        maxNbytes: message.maxNbytes,
+        resultFolder: message.resultFolder,
+        nextName: () => `result-${process.pid}-${resultCounter++}.mjdump`,
+      });
+      results.push(packed.value);
+      transfer.push(...packed.transfer);
+    } catch (error) {
+      post({ type: 'batch-done', batchId: message.batchId, results, error: { index, error: serializeError(error, await moduleOf(spec)) } });
+      return;
+    }
+  }
+  post({ type: 'batch-done', batchId: message.batchId, results }, [...new Set(transfer)]);
+}
+
+async function init(message: Extract<ToWorker, { type: 'init' }>): Promise<void> {
+  if (message.initializer !== undefined) {
+    const { fn: spec, args } = message.initializer;
+    try {
+      const fn = await resolveFunction(spec, memjobExports);
+      await fn(...args);
+    } catch (error) {
+      post({ type: 'init-error', error: serializeError(error, await moduleOf(spec)) });
+      return;
+    }
+  }
+  post({ type: 'ready' });
+}
+
+// Messages are handled one at a time, in order: a batch never overlaps another.
+let queue: Promise<void> = Promise.resolve();
+function onMessage(message: ToWorker): void {
+  queue = queue.then(async () => {
+    if (message.type === 'init') await init(message);
+    else if (message.type === 'batch') await runBatch(message);
+    else {
+      unpackers.get(message.runId)?.close();
+      unpackers.delete(message.runId);
+    }
+  });
+}
+
+if (parentPort) parentPort.on('message', onMessage);
+else {
+  process.on('message', onMessage as (message: unknown) => void);
+  // The parent going away (even by SIGKILL) closes the IPC channel: follow it.
+  process.on('disconnect', () => process.exit(0));
+}
