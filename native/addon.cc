@@ -128,6 +128,18 @@ Napi::Value MapFn(const Napi::CallbackInfo& info) {
   return handle;
 }
 
+// External memory V8 subtracted for dead views and not yet given back (see
+// ViewFn). Per thread: each worker thread has its own isolate and finalizers.
+thread_local int64_t pending_external_release = 0;
+constexpr int64_t kMaxPendingRelease = int64_t{4} << 30;
+
+// What a view's finalizer needs: the region it holds, and the external
+// memory count to give back.
+struct ViewHint {
+  Region* region;
+  int64_t accounted;
+};
+
 // view(handle, byteOffset, byteLength) -> ArrayBuffer over the mapped bytes
 Napi::Value ViewFn(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -139,9 +151,31 @@ Napi::Value ViewFn(const Napi::CallbackInfo& info) {
     throw Napi::RangeError::New(env, "view is larger than the largest ArrayBuffer");
   if (length == 0) return Napi::ArrayBuffer::New(env, 0);
 
+  // V8 counts an external ArrayBuffer's length as external memory, and a
+  // view of a large mapping makes it collect garbage at once ("external
+  // memory pressure"): milliseconds for every view of 1 GiB. Mapped file
+  // pages are not memory a collection could free, so each view's count is
+  // cancelled here. When a view dies, V8 subtracts its length again; that
+  // is given back in the next view() call (or once a lot has piled up), not
+  // in the finalizer, where adding it back would itself trigger a collection.
+  const int64_t accounted = static_cast<int64_t>(length);
+  int64_t ignored;
+  napi_adjust_external_memory(env, pending_external_release - accounted, &ignored);
+  pending_external_release = 0;
+  auto* hint = new ViewHint{region, accounted};
   Napi::ArrayBuffer view = Napi::ArrayBuffer::New(
       env, region->addr + offset, static_cast<size_t>(length),
-      [](Napi::Env, void*, Region* r) { Release(r); }, region);
+      [](Napi::Env finalizeEnv, void*, ViewHint* h) {
+        pending_external_release += h->accounted;
+        if (pending_external_release >= kMaxPendingRelease) {
+          int64_t unused;
+          napi_adjust_external_memory(finalizeEnv, pending_external_release, &unused);
+          pending_external_release = 0;
+        }
+        Release(h->region);
+        delete h;
+      },
+      hint);
   region->refs++;
 
   if (region->views.size() >= 64 && region->views.size() % 64 == 0) PruneDeadViews(env, region);

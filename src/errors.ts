@@ -77,7 +77,7 @@ export class MemjobError extends Error {
 }
 
 /** Describes a received value for a message: `'abc' (string)`, `-1 (number)`, `an instance of Foo`. */
-export function describe(value: unknown): string {
+export function describe(value: unknown, depth = 0): string {
   if (value === null) return 'null';
   if (value === undefined) return 'undefined';
   switch (typeof value) {
@@ -88,13 +88,22 @@ export function describe(value: unknown): string {
     case 'boolean':
       return `${String(value)} (${typeof value})`;
     case 'function':
-      return `function ${value.name || '<anonymous>'}`;
+      return `function ${typeof value.name === 'string' && value.name !== '' ? value.name : '<anonymous>'}`;
     case 'symbol':
       return `${String(value)} (symbol)`;
     default: {
-      if (Array.isArray(value)) return `[${value.slice(0, 8).map((v) => describe(v)).join(', ')}${value.length > 8 ? ', ...' : ''}] (array)`;
-      const name = (value as object).constructor?.name;
-      return name && name !== 'Object' ? `an instance of ${name}` : 'an object';
+      // Values can come from untrusted files: never recurse deeply, never call their methods.
+      if (Array.isArray(value)) {
+        if (depth >= 2) return `[... ${value.length} items] (array)`;
+        return `[${value.slice(0, 8).map((v) => describe(v, depth + 1)).join(', ')}${value.length > 8 ? ', ...' : ''}] (array)`;
+      }
+      let name: unknown;
+      try {
+        name = (value as { constructor?: { name?: unknown } }).constructor?.name;
+      } catch {
+        name = undefined;
+      }
+      return typeof name === 'string' && name !== '' && name !== 'Object' ? `an instance of ${name}` : 'an object';
     }
   }
 }

@@ -88,8 +88,36 @@ export function decompressor(method: CompressMethod): zlib.Gunzip | zlib.Inflate
   return zlib.createBrotliDecompress();
 }
 
-export function decompressSync(data: Buffer, method: CompressMethod): Buffer {
-  if (method === 'gzip') return zlib.gunzipSync(data);
-  if (method === 'zlib') return zlib.inflateSync(data);
-  return zlib.brotliDecompressSync(data);
+/** Decompresses all of `data`; output beyond `maxOutputLength` bytes throws ERR_BUFFER_TOO_LARGE. */
+export function decompressSync(data: Buffer, method: CompressMethod, maxOutputLength: number): Buffer {
+  // zlib wants at least 1: an exactly empty output is then checked by the caller.
+  const options = { maxOutputLength: Math.max(1, maxOutputLength) };
+  if (method === 'gzip') return zlib.gunzipSync(data, options);
+  if (method === 'zlib') return zlib.inflateSync(data, options);
+  return zlib.brotliDecompressSync(data, options);
+}
+
+/**
+ * The first `length` decompressed bytes (fewer if the stream is shorter),
+ * from growing prefixes of the input, so memory stays small however well
+ * the rest compresses.
+ */
+export function decompressPrefix(data: Buffer, method: CompressMethod, length: number): Buffer {
+  for (let input = 256; ; input *= 8) {
+    const part = data.subarray(0, input);
+    let out: Buffer;
+    try {
+      if (method === 'brotli') {
+        out = zlib.brotliDecompressSync(part, { finishFlush: zlib.constants.BROTLI_OPERATION_FLUSH, maxOutputLength: 64 << 20 });
+      } else {
+        const options = { finishFlush: zlib.constants.Z_SYNC_FLUSH, maxOutputLength: 64 << 20 };
+        out = method === 'gzip' ? zlib.gunzipSync(part, options) : zlib.inflateSync(part, options);
+      }
+    } catch (error) {
+      // 256 bytes of input that inflate past 64 MiB hold the header long before that.
+      if ((error as { code?: unknown }).code !== 'ERR_BUFFER_TOO_LARGE') throw error;
+      return decompressPrefix(data.subarray(0, Math.max(16, input / 16)), method, length);
+    }
+    if (out.length >= length || part.length === data.length) return out.subarray(0, length);
+  }
 }

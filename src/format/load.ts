@@ -17,7 +17,7 @@ import { Memmap, type MemmapMode } from '../memmap/memmap.js';
 import { NDArray } from '../memmap/ndarray.js';
 import { maxViewBytes } from '../native.js';
 import { unpackr } from './codec.js';
-import { decompressSync, decompressor, detectMethod, type CompressMethod } from './compression.js';
+import { decompressPrefix, decompressSync, decompressor, detectMethod, type CompressMethod } from './compression.js';
 import { HEADER_BYTES, decodeHeader, formatError, hasMagic, type Header } from './header.js';
 import { StreamReader } from './stream-reader.js';
 import {
@@ -73,9 +73,19 @@ function parseStructure(header: Header, bytes: Buffer, path: string): Parsed {
     const tree = decoded[1] as unknown;
     return { header, segments, tree, descriptors: collectDescriptors(tree, segments) };
   } catch (error) {
-    if (error instanceof StructureError) throw formatError(path, error.message);
-    throw error;
+    throw asFormatError(error, path);
   }
+}
+
+/**
+ * Anything that goes wrong while checking or rebuilding a structure is the
+ * file's fault (a stack overflow from absurd nesting included): a FORMAT
+ * error, whatever was thrown.
+ */
+function asFormatError(error: unknown, path: string): MemjobError {
+  if (error instanceof MemjobError) return error;
+  if (error instanceof StructureError) return formatError(path, error.message);
+  return formatError(path, `its structure is malformed (${error instanceof Error ? error.message : 'unknown error'})`);
 }
 
 /** The value a descriptor stands for, over `buffer` (which holds exactly its bytes). */
@@ -114,8 +124,7 @@ function build(parsed: Parsed, arrays: Map<number, unknown>, path: string): unkn
   try {
     return decodeValue(parsed.tree, parsed.segments, (d) => arrays.get(d.segment));
   } catch (error) {
-    if (error instanceof StructureError) throw formatError(path, error.message);
-    throw error;
+    throw asFormatError(error, path);
   }
 }
 
@@ -263,15 +272,47 @@ export function loadMappedSync(path: string, mode: LoadMmapMode): { value: unkno
   }
 }
 
+/**
+ * Decompresses a whole file in memory, but never beyond what its header
+ * promises: the header is read from a small decompressed prefix first, so a
+ * tiny file cannot inflate into gigabytes before anything is checked.
+ */
 function decompressOrFail(bytes: Buffer, method: CompressMethod, path: string): Buffer {
-  let out: Buffer;
+  let head: Buffer;
   try {
-    out = decompressSync(bytes, method);
+    head = decompressPrefix(bytes, method, HEADER_BYTES);
   } catch (error) {
     throw notADump(path, method, error);
   }
-  if (!hasMagic(out)) throw notADump(path, method);
-  return out;
+  if (!hasMagic(head)) throw notADump(path, method);
+  const header = decodeHeader(head, Infinity, path);
+  const total = header.dataOffset + header.dataLength;
+  // Deflate cannot expand data more than 1032 times: a header promising more is lying.
+  if (method !== 'brotli' && total > bytes.length * 1032) {
+    throw formatError(path, `it is truncated: its header promises ${total} bytes, more than ${bytes.length} bytes of ${method} can expand to`);
+  }
+  if (total > maxViewBytes) {
+    // Too big to hold, if true. A bounded trial tells a lying header (the
+    // stream ends early: truncated) from a genuinely huge file.
+    let probe: Buffer | undefined;
+    try {
+      probe = decompressSync(bytes, method, 64 << 20);
+    } catch {
+      probe = undefined;
+    }
+    if (probe !== undefined) throw formatError(path, `it is truncated: its header promises ${total} bytes, it decompresses to ${probe.length}`);
+    throw new MemjobError(
+      ErrorCodes.VIEW_TOO_LARGE,
+      `loadSync: '${path}' promises ${total} bytes once decompressed, more than one ArrayBuffer can hold in this Node; if the file is genuine, use the async load(), which streams`,
+      { path },
+    );
+  }
+  try {
+    return decompressSync(bytes, method, total);
+  } catch (error) {
+    const tooLong = (error as { code?: unknown }).code === 'ERR_BUFFER_TOO_LARGE';
+    throw formatError(path, tooLong ? `it decompresses to more than the ${total} bytes its header promises` : `it cannot be decompressed as ${method} (${(error as Error).message})`);
+  }
 }
 
 function notADump(path: string, method: CompressMethod, cause?: unknown): MemjobError {
