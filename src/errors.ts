@@ -41,6 +41,12 @@ export const ErrorCodes = Object.freeze({
   CANCELLED: 'MEMJOB_ERR_CANCELLED',
   /** run() was called while another run of the same Parallel was in progress, or after close(). */
   BUSY: 'MEMJOB_ERR_BUSY',
+  /** Queue.get() found the queue empty (no blocking, or until its timeout). */
+  QUEUE_EMPTY: 'MEMJOB_ERR_QUEUE_EMPTY',
+  /** Queue.put() found the queue full (no blocking, or until its timeout). */
+  QUEUE_FULL: 'MEMJOB_ERR_QUEUE_FULL',
+  /** put() on a closed Queue, or get() on one that is closed and drained. */
+  QUEUE_CLOSED: 'MEMJOB_ERR_QUEUE_CLOSED',
   /** Not enough free space for the file a 'w+' memmap would create. */
   NO_SPACE: 'ENOSPC',
   /** A failure inside memjob that is neither bad input nor an OS error: a bug, please report it. */
