@@ -21,6 +21,8 @@ export type { Advice } from './native.js';
 export { saveNpy, saveNpySync, loadNpy, loadNpySync } from './format/npy.js';
 export type { LoadNpyOptions } from './format/npy.js';
 export { cpuCount } from './system/cpu-count.js';
+export { chooseTempRoot as chooseTempFolder } from './transport/temp-folder.js';
+export type { TempRootChoice as TempFolderChoice } from './transport/temp-folder.js';
 export { task } from './transport/functions.js';
 export type { TaskFunction } from './transport/functions.js';
 export { inWorker } from './transport/worker-context.js';
