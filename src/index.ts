@@ -32,3 +32,8 @@ export { delayed } from './parallel/delayed.js';
 export type { DelayedCall } from './parallel/delayed.js';
 export type { Backend, ParallelOptions, ReturnAs } from './parallel/options.js';
 export type { ProgressCallback } from './parallel/progress.js';
+
+// Lets the transport layer recognise memjob's own exports (sent to workers by name).
+import * as memjob from './index.js';
+import { registerMemjobExports } from './transport/memjob-exports.js';
+registerMemjobExports(memjob as unknown as Readonly<Record<string, unknown>>);

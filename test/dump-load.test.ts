@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Memmap, MemjobError, NDArray, dump, dumpSync, hasShareableMemory, load, loadSync, memmap, ndarray } from '../src/index.js';
@@ -226,6 +227,13 @@ describe('dump refuses what it cannot store, and writes nothing', () => {
     await expect(load(42 as never)).rejects.toMatchObject({ code: 'MEMJOB_ERR_INVALID_ARG' });
   });
 
+  it('a FIFO is refused at once instead of waiting for a writer', () => {
+    const fifo = scratch.file('pipe');
+    execFileSync('mkfifo', [fifo]);
+    expect(failure(() => loadSync(fifo)).code).toBe('MEMJOB_ERR_INVALID_ARG');
+    expect(failure(() => loadSync(fifo, { mmapMode: 'r+' })).code).toBe('MEMJOB_ERR_INVALID_ARG');
+  });
+
   it('files that are not dumps get MEMJOB_ERR_FORMAT; OS errors keep their codes', () => {
     const text = scratch.file('notes.txt');
     writeFileSync(text, 'just some text, not a dump at all');
@@ -278,6 +286,10 @@ describe('compression', () => {
       else expect(head).not.toBe('934d'); // brotli: no signature, but not the plain format either
       expect(loadSync(file)).toEqual(value);
     }
+    // As joblib: compress 0 with a compressing extension still compresses.
+    const zero = scratch.file('zero.dump.gz');
+    dumpSync(value, zero, { compress: 0 });
+    expect(readFileSync(zero).subarray(0, 2).toString('hex')).toBe('1f8b');
     const disguised = scratch.file('disguised.bin');
     dumpSync(value, disguised, { compress: 'brotli' });
     expect(loadSync(disguised)).toEqual(value);

@@ -38,7 +38,9 @@ export function parseCompress(option: unknown, filename: string, where: string):
   } else if (option === true) {
     level = DEFAULT_LEVEL;
   } else if (typeof option === 'number') {
+    // As joblib: 0 with a .gz/.z/.br filename still compresses, at the default level.
     level = parseLevel(option, where);
+    if (level === 0 && fromName !== undefined) level = DEFAULT_LEVEL;
   } else if (typeof option === 'string' && methods.includes(option as CompressMethod)) {
     method = option as CompressMethod;
     level = DEFAULT_LEVEL;

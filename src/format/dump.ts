@@ -9,7 +9,7 @@ import { resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
-import { MemjobError, invalidArg, systemError } from '../errors.js';
+import { ErrorCodes, MemjobError, invalidArg, systemError } from '../errors.js';
 import { maxViewBytes } from '../native.js';
 import { createTempBeside, type TempFile, type TempFileOptions } from './atomic-file.js';
 import { packr } from './codec.js';
@@ -114,8 +114,17 @@ function writeDumpSync(value: unknown, target: string, compression: Compression 
       if (!first.done) writeAll(temp, first.value);
       for (const chunk of chunks) writeAll(temp, chunk);
     } else {
-      const all = first.done ? [] : [first.value, ...chunks];
-      writeAll(temp, compressSync(Buffer.concat(all), compression));
+      // The header (the first chunk) says how long the file will be: check before gathering it.
+      const header = Buffer.from(first.value!.buffer, first.value!.byteOffset, first.value!.byteLength);
+      const total = Number(header.readBigUInt64LE(40) + header.readBigUInt64LE(48));
+      if (total > maxViewBytes) {
+        throw new MemjobError(
+          ErrorCodes.VIEW_TOO_LARGE,
+          `${where}: compressing ${total} bytes synchronously needs them in one Buffer, more than this Node can hold; use the async dump(), which streams`,
+          { path: target },
+        );
+      }
+      writeAll(temp, compressSync(Buffer.concat([first.value!, ...chunks]), compression));
     }
     temp.commit();
   } catch (error) {

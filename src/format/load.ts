@@ -5,7 +5,7 @@
  * the structure and every array descriptor are checked before anything is
  * mapped or allocated, and no code from the file ever runs.
  */
-import { closeSync, createReadStream, fstatSync, openSync, readFileSync, readSync } from 'node:fs';
+import { closeSync, constants as fsConstants, createReadStream, fstatSync, openSync, readFileSync, readSync } from 'node:fs';
 import { open as openAsync, type FileHandle } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -197,7 +197,8 @@ function asMemjobError(error: unknown, where: string, path: string): MemjobError
 function openChecked(path: string, mmapMode: LoadMmapMode | null, where: string): { fd: number; size: number } {
   let fd: number;
   try {
-    fd = openSync(path, mmapMode === 'r+' || mmapMode === 'w+' ? 'r+' : 'r');
+    // O_NONBLOCK: a FIFO must not make open() wait for a writer; the type check below refuses it.
+    fd = openSync(path, (mmapMode === 'r+' || mmapMode === 'w+' ? fsConstants.O_RDWR : fsConstants.O_RDONLY) | fsConstants.O_NONBLOCK);
   } catch (error) {
     throw systemError(where, error, path);
   }

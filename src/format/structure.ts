@@ -146,7 +146,7 @@ export function encodeValue(value: unknown): EncodedValue {
     const object = value as object;
     const array = encodeArrayLike(object, path);
     if (array !== undefined) return array;
-    if (depth >= MAX_DEPTH) return refuse(path, `nesting deeper than ${MAX_DEPTH} levels`);
+    if (depth >= MAX_DEPTH) return refuse(`${path.slice(0, 120)}...`, `nesting deeper than ${MAX_DEPTH} levels`);
     if (ancestors.has(object)) return refuse(path, 'a circular reference (the value contains itself)');
     ancestors.add(object);
     try {
