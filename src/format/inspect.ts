@@ -8,7 +8,7 @@
  * to the end of the structure is streamed; array data is never decompressed
  * (unless `checkData` asks to count it) and never allocated.
  */
-import { closeSync, createReadStream, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, constants as fsConstants, createReadStream, fstatSync, openSync, readSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { ErrorCodes, MemjobError, describe, systemError } from '../errors.js';
 import { dtypeInfo, type DType } from '../memmap/dtype.js';
@@ -152,7 +152,8 @@ export async function inspectFile(filename: string, options: InspectOptions = {}
   const limits = { maxEntries: options.maxEntries ?? 20, maxDepth: options.maxDepth ?? 16 };
   let fd: number;
   try {
-    fd = openSync(path, 'r');
+    // O_NONBLOCK, as load: a FIFO must not make open() wait for a writer; the type check below refuses it.
+    fd = openSync(path, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
   } catch (error) {
     throw systemError(WHERE, error, path);
   }
@@ -252,6 +253,7 @@ async function describeCompressed(path: string, size: number, method: CompressMe
   const output = input.pipe(decompressor(method));
   input.on('error', (error) => output.destroy(error));
   const reader = new StreamReader(output);
+  let parsedOrNull: Parsed | null = null;
   try {
     const head = Buffer.alloc(HEADER_BYTES);
     let complete: boolean;
@@ -272,7 +274,7 @@ async function describeCompressed(path: string, size: number, method: CompressMe
       const end = header.dataOffset + header.dataLength;
       if (!(await reader.skip(end - reader.position))) throw truncated(path, reader.position);
     }
-    return report(path, parsed, { compression: method, fileBytes: size, dataChecked: checkData }, limits);
+    parsedOrNull = parsed;
   } catch (error) {
     if (error instanceof MemjobError || error instanceof StructureError) throw error;
     throw dumpError(path, `it could not be decompressed as ${method} (${(error as Error).message})`);
@@ -280,6 +282,7 @@ async function describeCompressed(path: string, size: number, method: CompressMe
     await reader.close();
     input.destroy();
   }
+  return report(path, parsedOrNull, { compression: method, fileBytes: size, dataChecked: checkData }, limits);
 }
 
 function truncated(path: string, position: number): MemjobError {

@@ -1,0 +1,107 @@
+/**
+ * `memjob clean`: removes the run folders (`memjob_<pid>_<hex>`) that
+ * processes which no longer exist left in the temp roots memjob would use.
+ * The removal itself is transport's reapStaleFolders, the same code every
+ * memjob process runs before it makes a run folder, so it never touches this
+ * process's folders, live processes' folders, other users' folders, symlinks
+ * or other names. `--dry-run` lists what it would remove with the same rules
+ * (scanFolders below mirrors reapStaleFolders' checks).
+ */
+import { lstatSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { reapStaleFolders, tempRootCandidates } from '../transport/temp-folder.js';
+import { print, printJson } from './output.js';
+
+/** As temp-folder.ts names run folders. */
+const FOLDER_NAME = /^memjob_(\d+)_[0-9a-f]+$/;
+
+export interface RootScan {
+  root: string;
+  /** Folders of processes that no longer exist. */
+  stale: string[];
+  /** Folders of processes that are alive (this one included): never removed. */
+  live: string[];
+}
+
+function processExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    // ESRCH: no such process. EPERM: it exists but belongs to someone else. Anything else: assume alive.
+    return (error as { code?: unknown }).code !== 'ESRCH';
+  }
+}
+
+/** The run folders in `root` this user owns, sorted into stale and live, by reapStaleFolders' rules. */
+export function scanFolders(root: string): RootScan {
+  const scan: RootScan = { root, stale: [], live: [] };
+  let names: string[];
+  try {
+    names = readdirSync(root);
+  } catch {
+    return scan;
+  }
+  const uid = typeof process.getuid === 'function' ? process.getuid() : undefined;
+  for (const name of names.sort()) {
+    const match = FOLDER_NAME.exec(name);
+    if (!match) continue;
+    const pid = Number(match[1]);
+    if (!Number.isSafeInteger(pid) || pid < 1 || pid > 0x7fffffff) continue;
+    const path = join(root, name);
+    try {
+      const stats = lstatSync(path);
+      if (!stats.isDirectory()) continue;
+      if (uid !== undefined && stats.uid !== uid) continue;
+    } catch {
+      continue;
+    }
+    if (pid === process.pid || processExists(pid)) scan.live.push(path);
+    else scan.stale.push(path);
+  }
+  return scan;
+}
+
+export interface CleanReport {
+  dryRun: boolean;
+  roots: string[];
+  /** Removed, or with dryRun the folders that would be. */
+  removed: string[];
+  /** Run folders of live processes, left alone. */
+  kept: string[];
+}
+
+/** The roots to clean: those memjob would consider now (the option, else MEMJOB_TEMP_FOLDER, else /dev/shm and os.tmpdir()). */
+export function cleanRoots(tempFolder?: string): string[] {
+  return [...new Set(tempRootCandidates(tempFolder).map((c) => c.root))];
+}
+
+export function clean(options: { dryRun?: boolean; tempFolder?: string }): CleanReport {
+  const dryRun = options.dryRun === true;
+  const roots = cleanRoots(options.tempFolder);
+  const report: CleanReport = { dryRun, roots, removed: [], kept: [] };
+  for (const root of roots) {
+    const scan = scanFolders(root);
+    report.removed.push(...(dryRun ? scan.stale : reapStaleFolders(root).sort()));
+    // A folder listed stale may have been reaped by someone else meanwhile; live ones stay live.
+    report.kept.push(...scan.live);
+  }
+  return report;
+}
+
+export function runClean(options: { dryRun?: boolean; json?: boolean; tempFolder?: string }): void {
+  const report = clean(options);
+  if (options.json === true) {
+    printJson(report);
+    return;
+  }
+  const verb = report.dryRun ? 'would remove' : 'removed';
+  const lines = report.removed.map((path) => `${verb} ${path}`);
+  const n = report.removed.length;
+  const folders = `${n} stale folder${n === 1 ? '' : 's'}`;
+  lines.push(
+    `${report.dryRun ? `${folders} would be removed` : `${folders} removed`} from ${report.roots.join(', ')}; ` +
+      `${report.kept.length} folder${report.kept.length === 1 ? '' : 's'} of live processes kept`,
+  );
+  print(lines);
+}

@@ -1,0 +1,92 @@
+#!/usr/bin/env node
+/**
+ * The `memjob` command: inspect, info, clean (docs/cli.md).
+ * Exit codes: 0 ok; 1 a MemjobError (the message and its code on stderr, no
+ * stack); 2 a usage error (unknown command or option, missing argument).
+ * Each command's module is imported when it runs, so `--help`, `info` and
+ * `clean` work even where the native addon cannot be loaded.
+ */
+import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { MemjobError } from '../errors.js';
+import { packageVersion } from './info.js';
+
+const USAGE_EXIT = 2;
+
+function positiveInteger(value: string): number {
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError('expected a positive integer');
+  return n;
+}
+
+export function buildProgram(): Command {
+  const program = new Command('memjob');
+  program
+    .description("memjob's command line: look inside dump and .npy files, see what memjob would use on this machine, remove stale temp folders")
+    .version(packageVersion(), '-V, --version', "print memjob's version")
+    .exitOverride()
+    .showHelpAfterError('(run memjob --help for usage)')
+    .configureHelp({ sortSubcommands: false });
+
+  program
+    .command('inspect')
+    .description('show what a memjob dump (plain or compressed) or a .npy file holds, without reading its arrays')
+    .argument('<file>', 'a file written by dump()/dumpSync() or a .npy file')
+    .option('--json', 'print the report as JSON')
+    .option('--check-data', 'for a compressed dump, also decompress (and discard) the data to check nothing is missing')
+    .option('--max-entries <n>', 'entries shown per object, array, Map or Set', positiveInteger, 20)
+    .option('--max-depth <n>', 'nesting levels shown', positiveInteger, 16)
+    .action(async (file: string, options: { json?: boolean; checkData?: boolean; maxEntries: number; maxDepth: number }) => {
+      const { runInspect } = await import('./inspect.js');
+      await runInspect(file, options);
+    });
+
+  program
+    .command('info')
+    .description('show the temp folder memjob would use and why, its free space, the CPU count, and the Node and addon versions')
+    .option('--json', 'print the report as JSON')
+    .option('--temp-folder <dir>', 'check this folder as the tempFolder option would')
+    .action(async (options: { json?: boolean; tempFolder?: string }) => {
+      const { runInfo } = await import('./info.js');
+      await runInfo(options);
+    });
+
+  program
+    .command('clean')
+    .description('remove temp folders left by memjob processes that no longer exist (never those of live processes)')
+    .option('-n, --dry-run', 'list what would be removed, remove nothing')
+    .option('--json', 'print the report as JSON')
+    .option('--temp-folder <dir>', 'clean this folder instead of the roots memjob would choose from')
+    .action(async (options: { dryRun?: boolean; json?: boolean; tempFolder?: string }) => {
+      const { runClean } = await import('./clean.js');
+      runClean(options);
+    });
+
+  return program;
+}
+
+/** Runs the CLI and resolves to its exit code. */
+export async function main(argv: readonly string[] = process.argv): Promise<number> {
+  try {
+    await buildProgram().parseAsync([...argv]);
+    return 0;
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      // Commander has printed the message (or the help) already.
+      return error.exitCode === 0 ? 0 : USAGE_EXIT;
+    }
+    if (error instanceof MemjobError) {
+      process.stderr.write(`memjob: ${error.message}\nmemjob: error code ${error.code}\n`);
+      return 1;
+    }
+    process.stderr.write(`memjob: internal error, please report it: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    return 1;
+  }
+}
+
+// `memjob inspect file | head` closes stdout early: that is not an error.
+process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+  if (error.code === 'EPIPE') process.exit(0);
+  throw error;
+});
+
+process.exitCode = await main();
