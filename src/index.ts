@@ -33,6 +33,16 @@ export type { DelayedCall } from './parallel/delayed.js';
 export type { Backend, ParallelOptions, ReturnAs } from './parallel/options.js';
 export type { ProgressCallback } from './parallel/progress.js';
 
+export { Pool } from './multiprocessing/pool.js';
+export type { ChunkOptions, PoolOptions } from './multiprocessing/pool.js';
+export { Process } from './multiprocessing/process.js';
+export type { ProcessOptions } from './multiprocessing/process.js';
+export { Queue } from './multiprocessing/queue.js';
+export type { QueueOptions, QueueWaitOptions } from './multiprocessing/queue.js';
+export { SharedArray, Value } from './multiprocessing/values.js';
+export { Lock } from './multiprocessing/lock.js';
+export type { AcquireOptions } from './multiprocessing/lock.js';
+
 // Lets the transport layer recognise memjob's own exports (sent to workers by name).
 import * as memjob from './index.js';
 import { registerMemjobExports } from './transport/memjob-exports.js';

@@ -99,7 +99,8 @@ export class Value<D extends DType = DType> extends SharedData<D> {
 
   get(): DTypeScalar<D> {
     this.file.check('Value.get');
-    return fromStored(this.dtype, Atomics.load(this.array as never, 0) as number | bigint);
+    const raw = atomicDTypes.has(this.dtype) ? (Atomics.load(this.array as never, 0) as number | bigint) : (this.array[0] as number);
+    return fromStored(this.dtype, raw);
   }
 
   set(value: DTypeScalar<D>): void {

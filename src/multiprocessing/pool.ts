@@ -1,0 +1,307 @@
+/**
+ * Pool: multiprocessing.Pool on memjob's workers (the same worker pool,
+ * worker code, function shipping and array references as Parallel). Calls
+ * from map, imap, apply... share one FIFO queue of chunks; a failing task
+ * rejects only its own call, and a crashed worker rejects the calls it was
+ * running while the pool starts another and keeps serving.
+ *
+ *   await using pool = new Pool({ processes: 4 });
+ *   const squares = await pool.map(square, [1, 2, 3]);
+ */
+import { ErrorCodes, MemjobError, invalidArg } from '../errors.js';
+import { isDelayedCall, type DelayedCall } from '../parallel/delayed.js';
+import { WorkerPool, type PoolListener, type PoolWorker } from '../parallel/pool.js';
+import type { ToParent } from '../parallel/protocol.js';
+import type { BackendKind, ExitInfo } from '../parallel/worker-handle.js';
+import { ArgumentPacker } from '../transport/array-refs.js';
+import { rebuildError, type SerializedError } from '../transport/error-transport.js';
+import { describeFunction, type FunctionSpec } from '../transport/functions.js';
+import { memjobExports } from '../transport/memjob-exports.js';
+import { unpackResult } from '../transport/result-refs.js';
+import { RunFolders } from '../transport/run-folders.js';
+import { cpuCount } from '../system/cpu-count.js';
+
+type Fn<A extends unknown[], R> = (...args: A) => R;
+type Task = { resolve: (value: unknown) => void; reject: (error: unknown) => void };
+
+export interface PoolOptions {
+  /** Workers; default cpuCount(). */
+  processes?: number;
+  /** Run once in each worker before its first task: a function, or delayed(fn)(...args). */
+  initializer?: ((...args: never[]) => unknown) | DelayedCall;
+  /** Arguments for a plain-function initializer (Python's initargs). */
+  initargs?: readonly unknown[];
+  /** 'threads' (default) or 'processes'. */
+  backend?: BackendKind;
+  /** Replace a worker after it has run this many tasks (Python's maxtasksperchild). Default: never. */
+  maxTasksPerChild?: number;
+  /** Arrays larger than this travel as memory-mapped dumps. Default 1 MiB; null: never. */
+  maxNbytes?: number | null;
+  /** Root for the pool's temp folder (default: as Parallel chooses). */
+  tempFolder?: string;
+}
+
+export interface ChunkOptions {
+  /** Tasks per chunk sent to a worker at once: a number, or 'auto' (Python's map heuristic). */
+  chunksize?: number | 'auto';
+}
+
+/** One chunk of tasks of one call, waiting for or running on a worker. */
+interface Chunk {
+  fns: FunctionSpec[];
+  calls: { fn: number; args: unknown[] }[];
+  tasks: Task[];
+  worker?: PoolWorker;
+}
+
+const PER_WORKER = 2;
+let batchCounter = 0;
+
+export class Pool implements PoolListener {
+  readonly processes: number;
+  readonly #workers: WorkerPool;
+  readonly #queue: Chunk[] = [];
+  readonly #running = new Map<number, Chunk>();
+  readonly #folders: RunFolders;
+  readonly #packer: ArgumentPacker;
+  readonly #maxNbytes: number | null;
+  readonly #maxTasksPerChild: number | undefined;
+  readonly #tasksDone = new Map<PoolWorker, number>();
+  readonly #runId = ++batchCounter;
+  #closed = false;
+  #terminated = false;
+  #idle: (() => void)[] = [];
+  #pumping = false;
+
+  constructor(options: PoolOptions = {}) {
+    const where = 'Pool';
+    if (typeof options !== 'object' || options === null) throw invalidArg(where, 'options', 'an object', options);
+    const processes = options.processes ?? cpuCount();
+    if (!Number.isSafeInteger(processes) || processes < 1) throw invalidArg(where, 'processes', 'a positive integer', processes);
+    const backend = options.backend ?? 'threads';
+    if (backend !== 'threads' && backend !== 'processes') throw invalidArg(where, 'backend', "'threads' or 'processes'", backend);
+    const maxTasks = options.maxTasksPerChild;
+    if (maxTasks !== undefined && !(Number.isSafeInteger(maxTasks) && maxTasks > 0)) throw invalidArg(where, 'maxTasksPerChild', 'a positive integer', maxTasks);
+    this.processes = processes;
+    this.#maxTasksPerChild = maxTasks;
+    this.#maxNbytes = options.maxNbytes === undefined ? 1024 * 1024 : options.maxNbytes;
+    let initializer: { fn: FunctionSpec; args: unknown[] } | undefined;
+    if (options.initializer !== undefined) {
+      const call = isDelayedCall(options.initializer) ? options.initializer : { fn: options.initializer, args: options.initargs ?? [] };
+      if (typeof call.fn !== 'function') throw invalidArg(where, 'initializer', 'a function or delayed(fn)(...args)', options.initializer);
+      initializer = { fn: describeFunction(call.fn, memjobExports()), args: [...call.args] };
+    }
+    this.#folders = new RunFolders(options.tempFolder);
+    this.#packer = new ArgumentPacker({ maxNbytes: this.#maxNbytes, mmapMode: 'r', folders: this.#folders });
+    this.#workers = new WorkerPool(backend, processes, initializer, {});
+    this.#workers.listener = this;
+  }
+
+  /** Python's map: results in input order. `chunksize` defaults to Python's heuristic. */
+  map<A, R>(fn: Fn<[A], R>, items: Iterable<A>, options: ChunkOptions = {}): Promise<Awaited<R>[]> {
+    const list = [...items];
+    return Promise.all(this.#submit(fn, list.map((item) => [item]), this.#chunksize(options, list.length, 'map'))) as Promise<Awaited<R>[]>;
+  }
+
+  /** map() with each item spread as the arguments: starmap(add, [[1, 2], [3, 4]]). */
+  starmap<A extends unknown[], R>(fn: Fn<A, R>, items: Iterable<A>, options: ChunkOptions = {}): Promise<Awaited<R>[]> {
+    const list = [...items];
+    return Promise.all(this.#submit(fn, list, this.#chunksize(options, list.length, 'starmap'))) as Promise<Awaited<R>[]>;
+  }
+
+  /** Python's map_async: the same as map(), which is already asynchronous. */
+  mapAsync<A, R>(fn: Fn<[A], R>, items: Iterable<A>, options: ChunkOptions = {}): Promise<Awaited<R>[]> {
+    return this.map(fn, items, options);
+  }
+
+  /** Results in input order, each as soon as it and those before it are done. Default chunksize 1, as Python. */
+  async *imap<A, R>(fn: Fn<[A], R>, items: Iterable<A>, options: ChunkOptions = {}): AsyncIterableIterator<Awaited<R>> {
+    const list = [...items];
+    const promises = this.#submit(fn, list.map((item) => [item]), this.#chunksize(options, list.length, 'imap'));
+    for (const promise of promises) yield (await promise) as Awaited<R>;
+  }
+
+  /** Results in completion order. */
+  async *imapUnordered<A, R>(fn: Fn<[A], R>, items: Iterable<A>, options: ChunkOptions = {}): AsyncIterableIterator<Awaited<R>> {
+    const list = [...items];
+    const pending = new Map(this.#submit(fn, list.map((item) => [item]), this.#chunksize(options, list.length, 'imap')).map((promise, i) => [i, promise.then((value) => ({ i, value }))]));
+    while (pending.size > 0) {
+      const { i, value } = await Promise.race(pending.values());
+      pending.delete(i);
+      yield value as Awaited<R>;
+    }
+  }
+
+  /** Runs fn(...args) on a worker and resolves to its result (Python's apply, which blocks, is this awaited). */
+  apply<A extends unknown[], R>(fn: Fn<A, R>, args: A = [] as unknown as A): Promise<Awaited<R>> {
+    return this.#submit(fn, [args], 1)[0]! as Promise<Awaited<R>>;
+  }
+
+  /** Python's apply_async: a Promise of fn(...args). */
+  applyAsync<A extends unknown[], R>(fn: Fn<A, R>, args: A = [] as unknown as A): Promise<Awaited<R>> {
+    return this.apply(fn, args);
+  }
+
+  /** No more tasks may be submitted; those already submitted still run. */
+  close(): void {
+    this.#closed = true;
+  }
+
+  /** Waits for every submitted task, then stops the workers. Call close() first, as in Python. */
+  async join(): Promise<void> {
+    if (!this.#closed && !this.#terminated) throw new MemjobError(ErrorCodes.INVALID_ARG, 'Pool.join: call close() (or terminate()) first, as in Python');
+    while (this.#queue.length > 0 || this.#running.size > 0) await new Promise<void>((resolve) => this.#idle.push(resolve));
+    await this.#shutdown();
+  }
+
+  /** Stops the workers now; tasks not finished are rejected with MEMJOB_ERR_CANCELLED. */
+  async terminate(): Promise<void> {
+    this.#closed = true;
+    this.#terminated = true;
+    const cancelled = new MemjobError(ErrorCodes.CANCELLED, 'Pool.terminate: the pool was terminated before this task finished');
+    for (const chunk of [...this.#queue.splice(0), ...this.#running.values()]) for (const task of chunk.tasks) task.reject(cancelled);
+    this.#running.clear();
+    await this.#shutdown();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.terminate();
+  }
+
+  async #shutdown(): Promise<void> {
+    await this.#workers.close();
+    this.#folders.remove();
+    this.#wakeIdle();
+  }
+
+  #chunksize(options: ChunkOptions, length: number, call: 'map' | 'starmap' | 'imap'): number {
+    const chunksize = options.chunksize ?? (call === 'imap' ? 1 : 'auto');
+    if (chunksize === 'auto') {
+      // Python's Pool.map: about four chunks per worker.
+      const [quotient, remainder] = [Math.floor(length / (this.processes * 4)), length % (this.processes * 4)];
+      return Math.max(1, quotient + (remainder > 0 ? 1 : 0));
+    }
+    if (!Number.isSafeInteger(chunksize) || chunksize < 1) throw invalidArg(`Pool.${call}`, 'chunksize', "a positive integer or 'auto'", chunksize);
+    return chunksize;
+  }
+
+  /** Queues one call per argument list, in chunks; returns one Promise per call, in order. */
+  #submit(fn: unknown, argLists: readonly (readonly unknown[])[], chunksize: number): Promise<unknown>[] {
+    if (this.#closed) throw new MemjobError(ErrorCodes.BUSY, 'Pool: the pool was closed; no more tasks can be submitted');
+    if (typeof fn !== 'function') throw invalidArg('Pool', 'fn', 'a function', fn);
+    const spec = describeFunction(fn, memjobExports());
+    const promises: Promise<unknown>[] = [];
+    for (let start = 0; start < argLists.length; start += chunksize) {
+      const chunk: Chunk = { fns: [spec], calls: [], tasks: [] };
+      for (const args of argLists.slice(start, start + chunksize)) {
+        chunk.calls.push({ fn: 0, args: this.#packer.pack([...args]) as unknown[] });
+        promises.push(new Promise((resolve, reject) => chunk.tasks.push({ resolve, reject })));
+      }
+      this.#queue.push(chunk);
+    }
+    for (const promise of promises) promise.catch(() => undefined); // each is the caller's to observe
+    this.#workers.setActive(true);
+    void this.#pump();
+    return promises;
+  }
+
+  async #pump(): Promise<void> {
+    if (this.#pumping) return;
+    this.#pumping = true;
+    try {
+      while (this.#queue.length > 0 && !this.#terminated) {
+        this.#workers.fill();
+        // With maxTasksPerChild a worker takes one chunk at a time, so it can be retired the moment its share is done.
+        const worker = this.#workers.pick(this.#maxTasksPerChild === undefined ? PER_WORKER : 1);
+        if (worker === undefined) {
+          if (this.#workers.starting()) {
+            await this.#workers.nextReadyChange();
+            continue;
+          }
+          break; // every worker is full: a completion pumps again
+        }
+        this.#send(this.#queue.shift()!, worker);
+      }
+    } finally {
+      this.#pumping = false;
+    }
+  }
+
+  #send(chunk: Chunk, worker: PoolWorker): void {
+    const batchId = ++batchCounter;
+    chunk.worker = worker;
+    this.#running.set(batchId, chunk);
+    worker.inFlight.add(batchId);
+    const resultFolder = worker.handle.kind === 'processes' ? this.#folders.current().path : undefined;
+    worker.post({
+      type: 'batch',
+      batchId,
+      runId: this.#runId,
+      maxNbytes: this.#maxNbytes,
+      ...(resultFolder === undefined ? {} : { resultFolder }),
+      fns: chunk.fns,
+      calls: chunk.calls,
+    });
+  }
+
+  onBatchDone(worker: PoolWorker, message: Extract<ToParent, { type: 'batch-done' }>): void {
+    const chunk = this.#running.get(message.batchId);
+    if (chunk === undefined) return;
+    this.#running.delete(message.batchId);
+    message.results.forEach((value, i) => chunk.tasks[i]!.resolve(unpackResult(value, (path) => this.#folders.owns(path))));
+    const ran = message.results.length + (message.error === undefined ? 0 : 1);
+    if (message.error !== undefined) {
+      const failed = chunk.tasks[message.error.index]!;
+      void rebuildError(message.error.error).then(failed.reject, failed.reject);
+      // The worker stops a chunk at its first error: the calls after it go back to the front of the queue.
+      const rest = message.error.index + 1;
+      if (rest < chunk.calls.length) this.#queue.unshift({ fns: chunk.fns, calls: chunk.calls.slice(rest), tasks: chunk.tasks.slice(rest) });
+    }
+    this.#countTasks(worker, ran);
+    this.#afterChange();
+  }
+
+  onWorkerExit(worker: PoolWorker, info: ExitInfo): void {
+    const how = info.signal !== null ? `was killed by ${info.signal}` : `exited with code ${info.code}`;
+    for (const [batchId, chunk] of [...this.#running]) {
+      if (chunk.worker !== worker) continue;
+      this.#running.delete(batchId);
+      const error = new MemjobError(ErrorCodes.WORKER_CRASHED, `Pool: a ${worker.describe()} ${how}${info.error ? ` (${info.error.message})` : ''} while running this task`);
+      Object.assign(error, { exitCode: info.code, signal: info.signal });
+      for (const task of chunk.tasks) task.reject(error);
+    }
+    this.#afterChange();
+  }
+
+  onInitError(worker: PoolWorker, serialized: SerializedError): void {
+    // Every worker runs the same initializer: a failure will repeat, so the queued calls fail with it.
+    void rebuildError(serialized).then((cause) => {
+      const error = new MemjobError(ErrorCodes.INITIALIZER, `Pool: the initializer failed in a ${worker.describe()}: ${cause.message}`, { cause });
+      for (const chunk of this.#queue.splice(0)) for (const task of chunk.tasks) task.reject(error);
+      this.#afterChange();
+    });
+  }
+
+  /** maxTasksPerChild: a worker that has run its share is retired once it has nothing in flight. */
+  #countTasks(worker: PoolWorker, ran: number): void {
+    if (this.#maxTasksPerChild === undefined) return;
+    const done = (this.#tasksDone.get(worker) ?? 0) + ran;
+    this.#tasksDone.set(worker, done);
+    if (done >= this.#maxTasksPerChild && worker.inFlight.size === 0) {
+      this.#tasksDone.delete(worker);
+      void this.#workers.retire(worker, false).then(() => void this.#pump());
+    }
+  }
+
+  #afterChange(): void {
+    void this.#pump();
+    if (this.#queue.length === 0 && this.#running.size === 0) {
+      this.#workers.setActive(false);
+      this.#wakeIdle();
+    }
+  }
+
+  #wakeIdle(): void {
+    for (const wake of this.#idle.splice(0)) wake();
+  }
+}
