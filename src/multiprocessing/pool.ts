@@ -54,7 +54,8 @@ interface Chunk {
   worker?: PoolWorker;
 }
 
-const PER_WORKER = 2;
+/** As Python's Pool: a worker takes the next chunk only when it is free, so a slow task never holds others back. */
+const PER_WORKER = 1;
 let batchCounter = 0;
 
 export class Pool implements PoolListener {
@@ -211,8 +212,7 @@ export class Pool implements PoolListener {
     try {
       while (this.#queue.length > 0 && !this.#terminated) {
         this.#workers.fill();
-        // With maxTasksPerChild a worker takes one chunk at a time, so it can be retired the moment its share is done.
-        const worker = this.#workers.pick(this.#maxTasksPerChild === undefined ? PER_WORKER : 1);
+        const worker = this.#workers.pick(PER_WORKER);
         if (worker === undefined) {
           if (this.#workers.starting()) {
             await this.#workers.nextReadyChange();
