@@ -92,7 +92,7 @@ describe.each(backends)('shared memory (%s)', (backend) => {
   });
 
   it('a Lock around a float64 read-modify-write keeps every update', async () => {
-    const total = new Value('d', 0);
+    const total = new Value<'float64'>('d', 0); // Python's typecode for a double
     const lock = new Lock();
     await using pool = new Pool({ processes: 2, backend });
     const lockedAddMany = task<[Value<'float64'>, Lock, number], void>(tasks, 'lockedAddMany');

@@ -101,13 +101,17 @@ export class Pool implements PoolListener {
   /** Python's map: results in input order. `chunksize` defaults to Python's heuristic. */
   map<A, R>(fn: Fn<[A], R>, items: Iterable<A>, options: ChunkOptions = {}): Promise<Awaited<R>[]> {
     const list = [...items];
-    return Promise.all(this.#submit(fn, list.map((item) => [item]), this.#chunksize(options, list.length, 'map'))) as Promise<Awaited<R>[]>;
+    const { tasks, all } = collector(list.length);
+    this.#submit(fn, list.map((item) => [item]), this.#chunksize(options, list.length, 'map'), tasks);
+    return all as Promise<Awaited<R>[]>;
   }
 
   /** map() with each item spread as the arguments: starmap(add, [[1, 2], [3, 4]]). */
   starmap<A extends unknown[], R>(fn: Fn<A, R>, items: Iterable<A>, options: ChunkOptions = {}): Promise<Awaited<R>[]> {
     const list = [...items];
-    return Promise.all(this.#submit(fn, list, this.#chunksize(options, list.length, 'starmap'))) as Promise<Awaited<R>[]>;
+    const { tasks, all } = collector(list.length);
+    this.#submit(fn, list, this.#chunksize(options, list.length, 'starmap'), tasks);
+    return all as Promise<Awaited<R>[]>;
   }
 
   /** Python's map_async: the same as map(), which is already asynchronous. */
@@ -118,14 +122,17 @@ export class Pool implements PoolListener {
   /** Results in input order, each as soon as it and those before it are done. Default chunksize 1, as Python. */
   async *imap<A, R>(fn: Fn<[A], R>, items: Iterable<A>, options: ChunkOptions = {}): AsyncIterableIterator<Awaited<R>> {
     const list = [...items];
-    const promises = this.#submit(fn, list.map((item) => [item]), this.#chunksize(options, list.length, 'imap'));
+    const { tasks, promises } = deferreds(list.length);
+    this.#submit(fn, list.map((item) => [item]), this.#chunksize(options, list.length, 'imap'), tasks);
     for (const promise of promises) yield (await promise) as Awaited<R>;
   }
 
   /** Results in completion order. */
   async *imapUnordered<A, R>(fn: Fn<[A], R>, items: Iterable<A>, options: ChunkOptions = {}): AsyncIterableIterator<Awaited<R>> {
     const list = [...items];
-    const pending = new Map(this.#submit(fn, list.map((item) => [item]), this.#chunksize(options, list.length, 'imap')).map((promise, i) => [i, promise.then((value) => ({ i, value }))]));
+    const { tasks, promises } = deferreds(list.length);
+    this.#submit(fn, list.map((item) => [item]), this.#chunksize(options, list.length, 'imap'), tasks);
+    const pending = new Map(promises.map((promise, i) => [i, promise.then((value) => ({ i, value }))]));
     while (pending.size > 0) {
       const { i, value } = await Promise.race(pending.values());
       pending.delete(i);
@@ -135,7 +142,9 @@ export class Pool implements PoolListener {
 
   /** Runs fn(...args) on a worker and resolves to its result (Python's apply, which blocks, is this awaited). */
   apply<A extends unknown[], R>(fn: Fn<A, R>, args: A = [] as unknown as A): Promise<Awaited<R>> {
-    return this.#submit(fn, [args], 1)[0]! as Promise<Awaited<R>>;
+    const { tasks, promises } = deferreds(1);
+    this.#submit(fn, [args], 1, tasks);
+    return promises[0]! as Promise<Awaited<R>>;
   }
 
   /** Python's apply_async: a Promise of fn(...args). */
@@ -186,24 +195,22 @@ export class Pool implements PoolListener {
     return chunksize;
   }
 
-  /** Queues one call per argument list, in chunks; returns one Promise per call, in order. */
-  #submit(fn: unknown, argLists: readonly (readonly unknown[])[], chunksize: number): Promise<unknown>[] {
+  /** Queues one call per argument list, in chunks; `tasks[i]` hears how call i ended. */
+  #submit(fn: unknown, argLists: readonly (readonly unknown[])[], chunksize: number, tasks: Task[]): void {
     if (this.#closed) throw new MemjobError(ErrorCodes.BUSY, 'Pool: the pool was closed; no more tasks can be submitted');
     if (typeof fn !== 'function') throw invalidArg('Pool', 'fn', 'a function', fn);
     const spec = describeFunction(fn, memjobExports());
-    const promises: Promise<unknown>[] = [];
     for (let start = 0; start < argLists.length; start += chunksize) {
-      const chunk: Chunk = { fns: [spec], calls: [], tasks: [] };
+      const chunk: Chunk = { fns: [spec], calls: [], tasks: tasks.slice(start, start + chunksize) };
       for (const args of argLists.slice(start, start + chunksize)) {
-        chunk.calls.push({ fn: 0, args: this.#packer.pack([...args]) as unknown[] });
-        promises.push(new Promise((resolve, reject) => chunk.tasks.push({ resolve, reject })));
+        // Plain numbers and strings need no packing: skip the walk for the common tiny task.
+        const plain = args.every((arg) => typeof arg !== 'object' || arg === null);
+        chunk.calls.push({ fn: 0, args: plain ? [...args] : (this.#packer.pack([...args]) as unknown[]) });
       }
       this.#queue.push(chunk);
     }
-    for (const promise of promises) promise.catch(() => undefined); // each is the caller's to observe
     this.#workers.setActive(true);
     void this.#pump();
-    return promises;
   }
 
   async #pump(): Promise<void> {
@@ -248,7 +255,8 @@ export class Pool implements PoolListener {
     const chunk = this.#running.get(message.batchId);
     if (chunk === undefined) return;
     this.#running.delete(message.batchId);
-    message.results.forEach((value, i) => chunk.tasks[i]!.resolve(unpackResult(value, (path) => this.#folders.owns(path))));
+    const owns = (path: string) => this.#folders.owns(path);
+    message.results.forEach((value, i) => chunk.tasks[i]!.resolve(typeof value === 'object' && value !== null ? unpackResult(value, owns) : value));
     const ran = message.results.length + (message.error === undefined ? 0 : 1);
     if (message.error !== undefined) {
       const failed = chunk.tasks[message.error.index]!;
@@ -304,4 +312,29 @@ export class Pool implements PoolListener {
   #wakeIdle(): void {
     for (const wake of this.#idle.splice(0)) wake();
   }
+}
+
+/** Tasks that fill one array: a single Promise for a whole map, instead of one per item. */
+function collector(n: number): { tasks: Task[]; all: Promise<unknown[]> } {
+  const results = new Array<unknown>(n);
+  let remaining = n;
+  let settle!: { resolve: (values: unknown[]) => void; reject: (error: unknown) => void };
+  const all = new Promise<unknown[]>((resolve, reject) => (settle = { resolve, reject }));
+  const tasks = Array.from({ length: n }, (_, i): Task => ({
+    resolve: (value) => {
+      results[i] = value;
+      if (--remaining === 0) settle.resolve(results);
+    },
+    reject: (error) => settle.reject(error), // the first error wins, as in Python's map
+  }));
+  if (n === 0) settle.resolve(results);
+  return { tasks, all };
+}
+
+/** One Promise per task, for imap and apply. */
+function deferreds(n: number): { tasks: Task[]; promises: Promise<unknown>[] } {
+  const tasks: Task[] = [];
+  const promises = Array.from({ length: n }, () => new Promise<unknown>((resolve, reject) => tasks.push({ resolve, reject })));
+  for (const promise of promises) promise.catch(() => undefined); // each is the caller's to observe
+  return { tasks, promises };
 }
