@@ -21,8 +21,12 @@ const memjobExports = () => import('../index.js') as unknown as Promise<Readonly
 export class Parallel<RA extends ReturnAs = 'array'> {
   readonly options: Readonly<ResolvedOptions>;
   #pool: WorkerPool | null = null;
-  #running = false;
+  /** A run is starting or in progress: one at a time. */
+  #busy = false;
+  /** The run in progress, once started (close() ends it). */
+  #current: Run | null = null;
   #closed = false;
+  #initializedInProcess = false;
 
   constructor(options: ParallelOptions<RA> = {}) {
     this.options = Object.freeze(resolveOptions(options));
@@ -36,16 +40,22 @@ export class Parallel<RA extends ReturnAs = 'array'> {
   /**
    * Runs the delayed calls. Resolves to the results in input order
    * (returnAs 'array'), or returns an AsyncIterable of them in input order
-   * ('generator') or completion order ('unordered').
+   * ('generator') or completion order ('unordered'). An AsyncIterable starts
+   * its run when first iterated; leaving it early (break) stops the run.
    */
   run<T extends DelayedCall>(tasks: Iterable<T> | AsyncIterable<T>): RunOutput<RA, T> {
     if (this.options.returnAs === 'array') return this.#runToArray(tasks) as RunOutput<RA, T>;
-    return this.#runToIterator(tasks, this.options.returnAs === 'unordered') as RunOutput<RA, T>;
+    return this.#runToIterator(tasks, this.options.returnAs === 'unordered') as unknown as RunOutput<RA, T>;
   }
 
-  /** Stops the workers and frees everything. Idempotent. */
+  /** Stops the workers and frees everything; a run still in progress fails with MEMJOB_ERR_CANCELLED. Idempotent. */
   async close(): Promise<void> {
     this.#closed = true;
+    const run = this.#current;
+    if (run !== null) {
+      run.fail(new MemjobError(ErrorCodes.CANCELLED, 'Parallel: close() was called while a run was in progress'));
+      await run.done.catch(() => undefined);
+    }
     const pool = this.#pool;
     this.#pool = null;
     await pool?.close();
@@ -56,42 +66,60 @@ export class Parallel<RA extends ReturnAs = 'array'> {
   }
 
   async #begin(tasks: TaskSource, sink: ResultSink): Promise<Run> {
-    if (this.#closed) throw new MemjobError(ErrorCodes.BUSY, 'Parallel.run: this Parallel was closed; create a new one');
-    if (this.#running) {
+    this.#checkOpen();
+    if (this.#busy) {
       throw new MemjobError(ErrorCodes.BUSY, 'Parallel.run: another run of this Parallel is still in progress; await it first, or use a second Parallel');
     }
-    this.#running = true;
+    this.#busy = true; // before the first await, so a second run() in the same tick is refused
     try {
       const exports = await memjobExports();
-      const { options } = this;
-      let pool: WorkerPool | null = null;
-      if (options.backend !== 'sequential') {
-        if (this.#pool === null) {
-          const init = options.initializer;
-          const initializer = init === undefined ? undefined : { fn: describeFunction(init.fn, exports), args: [...init.args] };
-          this.#pool = new WorkerPool(options.backend, options.nJobs, initializer, options.resourceLimits ? { resourceLimits: options.resourceLimits } : {});
-        }
-        pool = this.#pool;
-      } else if (options.initializer !== undefined && !this.#initializedInProcess) {
-        // Sequential: "each worker" is this thread; run the initializer once.
-        this.#initializedInProcess = true;
-        await (options.initializer.fn as (...args: unknown[]) => unknown)(...options.initializer.args);
+      this.#checkOpen(); // close() may have come while this run was starting
+      const pool = this.options.backend === 'sequential' ? null : this.#workerPool(exports);
+      if (pool === null) {
+        await this.#initializeInProcess();
+        this.#checkOpen();
       }
       const knownTotal = Array.isArray(tasks) ? tasks.length : undefined;
-      const run = new Run(tasks, options, pool, sink, exports, knownTotal);
+      const run = new Run(tasks, this.options, pool, sink, exports, knownTotal);
+      this.#current = run;
+      const release = () => {
+        this.#current = null;
+        this.#busy = false;
+      };
+      void run.done.then(release, release);
       void run.start();
-      void run.done.then(
-        () => (this.#running = false),
-        () => (this.#running = false),
-      );
       return run;
     } catch (error) {
-      this.#running = false;
+      if (this.#current === null) this.#busy = false;
       throw error;
     }
   }
 
-  #initializedInProcess = false;
+  #checkOpen(): void {
+    if (this.#closed) throw new MemjobError(ErrorCodes.BUSY, 'Parallel.run: this Parallel was closed; create a new one');
+  }
+
+  /** The warm pool, made on first use (the initializer is checked here, before any worker starts). */
+  #workerPool(exports: Readonly<Record<string, unknown>>): WorkerPool {
+    if (this.#pool !== null) return this.#pool;
+    const { initializer: init, backend, nJobs, resourceLimits } = this.options;
+    const initializer = init === undefined ? undefined : { fn: describeFunction(init.fn, exports), args: [...init.args] };
+    this.#pool = new WorkerPool(backend as 'threads' | 'processes', nJobs, initializer, resourceLimits ? { resourceLimits } : {});
+    return this.#pool;
+  }
+
+  /** Sequential: "each worker" is this thread, so the initializer runs once per Parallel. */
+  async #initializeInProcess(): Promise<void> {
+    const init = this.options.initializer;
+    if (init === undefined || this.#initializedInProcess) return;
+    this.#initializedInProcess = true;
+    try {
+      await (init.fn as (...args: unknown[]) => unknown)(...init.args);
+    } catch (error) {
+      const reason = error instanceof Error ? error.message : String(error);
+      throw new MemjobError(ErrorCodes.INITIALIZER, `Parallel: the initializer failed: ${reason}`, { cause: error });
+    }
+  }
 
   async #runToArray(tasks: TaskSource): Promise<unknown[]> {
     const results: unknown[] = [];
@@ -100,55 +128,41 @@ export class Parallel<RA extends ReturnAs = 'array'> {
     return results;
   }
 
-  async *#runToIterator(tasks: TaskSource, unordered: boolean): AsyncIterableIterator<unknown> {
-    const ready = new Map<number, unknown>();
-    const order: number[] = [];
-    let wake: (() => void) | null = null;
+  async *#runToIterator(tasks: TaskSource, unordered: boolean): AsyncGenerator<unknown, void, undefined> {
+    const arrived: unknown[] = []; // unordered: values in completion order
+    const ready = new Map<number, unknown>(); // generator: values by index, until their turn
+    let wake: (() => void) | undefined;
     const run = await this.#begin(tasks, {
       put: (index, value) => {
-        ready.set(index, value);
-        order.push(index);
+        if (unordered) arrived.push(value);
+        else ready.set(index, value);
         wake?.();
       },
     });
     let ended = false;
-    void run.done.then(
-      () => {
-        ended = true;
-        wake?.();
-      },
-      () => {
-        ended = true;
-        wake?.();
-      },
-    );
-    let next = 0;
+    const end = () => {
+      ended = true;
+      wake?.();
+    };
+    void run.done.then(end, end);
     try {
-      for (;;) {
-        if (unordered) {
-          const index = order.shift();
-          if (index !== undefined) {
-            const value = ready.get(index);
-            ready.delete(index);
-            yield value;
-            continue;
-          }
-        } else if (ready.has(next)) {
+      for (let next = 0; ; ) {
+        if (unordered && arrived.length > 0) {
+          yield arrived.shift();
+        } else if (!unordered && ready.has(next)) {
           const value = ready.get(next);
           ready.delete(next++);
           yield value;
-          continue;
+        } else if (ended) {
+          await run.done; // rethrows the run's failure; after a success every result was yielded
+          return;
+        } else {
+          await new Promise<void>((resolve) => (wake = resolve));
+          wake = undefined;
         }
-        if (ended) {
-          await run.done; // rethrows the run's failure
-          if (ready.size === 0) return;
-          continue;
-        }
-        await new Promise<void>((resolve) => (wake = resolve));
-        wake = null;
       }
     } finally {
-      // A consumer that stops early (break, return, throw) ends the run.
+      // A consumer that stops early (break, return, throw) ends the run; after the end this does nothing.
       run.fail(new MemjobError(ErrorCodes.CANCELLED, 'Parallel: the results were no longer wanted'));
       await run.done.catch(() => undefined);
     }

@@ -25,7 +25,9 @@ export type ToWorker =
       fns: FunctionSpec[];
       calls: CallMessage[];
     }
-  | { type: 'run-end'; runId: number };
+  | { type: 'run-end'; runId: number }
+  /** Finish what is queued, unmap everything and exit: a clean stop at a safe point, unlike terminate(). */
+  | { type: 'exit' };
 
 export type ToParent =
   | { type: 'ready' }

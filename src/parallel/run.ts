@@ -1,15 +1,16 @@
 /**
  * One run of a Parallel: pulls delayed calls lazily, batches them, sends the
- * batches to the pool's workers, collects results in input order, reports
- * progress, and ends in exactly one way (all results, the first error, a
- * crash, a timeout, an abort) with its workers and temp folder cleaned up.
+ * batches to the pool's workers, collects results, reports progress, and
+ * ends in exactly one way (all results, the first error, a crash, a timeout,
+ * an abort, a consumer that stopped early) with its busy workers stopped and
+ * its temp folders removed before the caller hears of the end.
  */
 import { ErrorCodes, MemjobError } from '../errors.js';
 import { ArgumentPacker } from '../transport/array-refs.js';
-import { rebuildError } from '../transport/error-transport.js';
+import { rebuildError, type SerializedError } from '../transport/error-transport.js';
 import { describeFunction, type FunctionSpec } from '../transport/functions.js';
 import { unpackResult } from '../transport/result-refs.js';
-import { chooseTempRoot, createRunFolder, type RunFolder } from '../transport/temp-folder.js';
+import { RunFolders } from '../transport/run-folders.js';
 import { AutoBatcher, FixedBatcher } from './batching.js';
 import { isDelayedCall, type DelayedCall } from './delayed.js';
 import { notDelayed, type ResolvedOptions } from './options.js';
@@ -27,7 +28,7 @@ export type TaskSource = Iterable<unknown> | AsyncIterable<unknown>;
 type Pull = () => Promise<IteratorResult<unknown>>;
 
 function puller(tasks: TaskSource): { pull: Pull; close: () => Promise<void> } {
-  if (typeof (tasks as AsyncIterable<unknown>)[Symbol.asyncIterator] === 'function') {
+  if (typeof (tasks as AsyncIterable<unknown>)?.[Symbol.asyncIterator] === 'function') {
     const it = (tasks as AsyncIterable<unknown>)[Symbol.asyncIterator]();
     return { pull: () => it.next(), close: async () => void (await it.return?.()) };
   }
@@ -52,8 +53,14 @@ function timeoutError(ms: number, done: number): MemjobError {
   );
 }
 
-function label(options: ResolvedOptions): string {
-  return `Parallel(nJobs=${options.nJobs})`;
+function withTaskIndex(error: Error, index: number): Error {
+  Object.defineProperty(error, 'taskIndex', { value: index, configurable: true, writable: true, enumerable: false });
+  return error;
+}
+
+function describeExit(info: ExitInfo): string {
+  const how = info.signal !== null ? `was killed by ${info.signal}` : `exited with code ${info.code}`;
+  return info.error === undefined ? how : `${how} (${info.error.message})`;
 }
 
 /** What a run tells whoever consumes its results. */
@@ -62,35 +69,42 @@ export interface ResultSink {
   put(index: number, value: unknown): void;
 }
 
+/** Calls pulled from the input, packed, waiting for a worker or running on one. */
 interface Batch {
   id: number;
   indices: number[];
+  fns: FunctionSpec[];
+  calls: CallMessage[];
   started: number;
 }
 
 /**
- * Runs `tasks` on `pool` (or in this thread when pool is null) and resolves
- * when every result was put into `sink`, or rejects with the run's failure.
- * `stop` lets a consumer end the run early (a generator left by `break`).
+ * Runs `tasks` on `pool` (or in this thread when pool is null); `done`
+ * resolves once every result was put into `sink`, or rejects with the run's
+ * failure. `fail` lets the owner end the run early (a generator left by
+ * `break`, close()).
  */
 export class Run implements PoolListener {
   readonly id = ++runCounter;
   readonly done: Promise<void>;
   #resolve!: () => void;
   #reject!: (error: unknown) => void;
+  /** Set the moment the run's outcome is decided, even if the error is still being rebuilt. */
   #finished = false;
   #completed = 0;
   #dispatched = 0;
   #exhausted = false;
   #pumping = false;
   #batchCounter = 0;
+  /** A batch pulled from the input that no worker could take yet. */
+  #pending: Batch | undefined;
   readonly #inFlight = new Map<number, Batch>();
   readonly #pull: Pull;
   readonly #closeInput: () => Promise<void>;
   readonly #batcher: AutoBatcher | FixedBatcher;
   readonly #packer: ArgumentPacker;
   readonly #progress: ProgressReporter;
-  #folder: RunFolder | undefined;
+  readonly #folders: RunFolders;
   #timer: NodeJS.Timeout | undefined;
   #onAbort: (() => void) | undefined;
   readonly #specs = new Map<unknown, FunctionSpec>();
@@ -110,16 +124,11 @@ export class Run implements PoolListener {
     });
     this.done.catch(() => undefined); // observed by the caller; never an unhandled rejection here
     this.#batcher = options.batchSize === 'auto' ? new AutoBatcher() : new FixedBatcher(options.batchSize);
-    this.#packer = new ArgumentPacker({ maxNbytes: options.maxNbytes, mmapMode: options.mmapMode, folder: () => this.folder() });
+    this.#folders = new RunFolders(options.tempFolder);
+    this.#packer = new ArgumentPacker({ maxNbytes: options.maxNbytes, mmapMode: options.mmapMode, folders: this.#folders });
     const backendLine =
       options.backend === 'sequential' ? 'Using backend sequential (in-process).' : `Using backend ${options.backend} with ${options.nJobs} concurrent workers.`;
-    this.#progress = createProgress({ verbose: options.verbose, progress: options.progress, label: label(options), backendLine });
-  }
-
-  /** The run's temp folder, created on first use (joblib creates it on the first large array too). */
-  folder(neededBytes = 0): RunFolder {
-    this.#folder ??= createRunFolder(chooseTempRoot(this.options.tempFolder, neededBytes).root);
-    return this.#folder;
+    this.#progress = createProgress({ verbose: options.verbose, progress: options.progress, label: `Parallel(nJobs=${options.nJobs})`, backendLine });
   }
 
   start(): Promise<void> {
@@ -137,42 +146,60 @@ export class Run implements PoolListener {
     if (this.pool === null) void this.#runSequential();
     else {
       this.pool.listener = this;
-      this.pool.fill();
+      this.pool.setActive(true);
       void this.#pump();
     }
     return this.done;
   }
 
-  /** Ends the run with `error` (the first failure wins) and stops the workers still busy with it. */
+  /** Ends the run with `error` (the first failure wins). */
   fail(error: unknown): void {
+    this.#stop(Promise.resolve(error));
+  }
+
+  /**
+   * Ends the run with the error `reason` resolves to. The run counts as
+   * finished at once, so nothing that happens while the error is rebuilt
+   * (another batch completing, say) can end it some other way. Busy and
+   * starting workers are stopped before the folders go: a child process
+   * still writing a result file must not recreate what cleanup removed.
+   */
+  #stop(reason: Promise<unknown>): void {
     if (this.#finished) return;
     this.#finished = true;
-    if (this.pool !== null) {
-      for (const worker of [...this.pool.workers]) if (worker.inFlight.size > 0) void this.pool.retire(worker, false);
-    }
-    void this.#cleanup().finally(() => this.#reject(error));
+    const stopped = this.pool?.stopBusy(); // at once: the remaining tasks are cancelled, not awaited
+    void (async () => {
+      const error = await reason.catch((rebuildFailure: unknown) => rebuildFailure);
+      await stopped;
+      this.#cleanup();
+      this.#reject(error);
+    })();
   }
 
   #succeed(): void {
     if (this.#finished) return;
     this.#finished = true;
-    this.#progress.finish(this.#completed);
-    void this.#cleanup().then(() => this.#resolve(), (error: unknown) => this.#reject(error));
+    this.#cleanup();
+    try {
+      this.#progress.finish(this.#completed);
+    } catch (error) {
+      this.#reject(error);
+      return;
+    }
+    this.#resolve();
   }
 
-  async #cleanup(): Promise<void> {
+  #cleanup(): void {
     clearTimeout(this.#timer);
     if (this.#onAbort !== undefined) this.options.signal?.removeEventListener('abort', this.#onAbort);
     if (this.pool !== null) {
       if (this.pool.listener === this) this.pool.listener = null;
       this.pool.broadcast({ type: 'run-end', runId: this.id });
+      this.pool.setActive(false);
     }
-    this.#folder?.remove();
-    try {
-      await this.#closeInput();
-    } catch {
-      // an input iterator that fails to close does not change how the run ended
-    }
+    this.#folders.remove();
+    // Not awaited: an async input may be stuck in next(), and return() waits behind it.
+    this.#closeInput().catch(() => undefined);
   }
 
   #taskCompleted(index: number, value: unknown): void {
@@ -181,7 +208,7 @@ export class Run implements PoolListener {
     this.#progress.update(this.#completed, this.#exhausted ? this.#dispatched : this.knownTotal, this.#dispatched);
   }
 
-  /** Pulls the next call, checking it is one. */
+  /** Pulls the next call, checking it is one; undefined once the input is exhausted. */
   async #next(): Promise<DelayedCall | undefined> {
     const item = await this.#pull();
     if (item.done === true) {
@@ -203,9 +230,7 @@ export class Run implements PoolListener {
         try {
           value = await (call.fn as (...args: unknown[]) => unknown)(...call.args);
         } catch (error) {
-          if (error instanceof Error && !Object.hasOwn(error, 'taskIndex')) {
-            Object.defineProperty(error, 'taskIndex', { value: index, configurable: true, writable: true });
-          }
+          if (error instanceof Error && !Object.hasOwn(error, 'taskIndex')) withTaskIndex(error, index);
           throw error;
         }
         if (this.#finished) return;
@@ -223,26 +248,39 @@ export class Run implements PoolListener {
     return spec;
   }
 
-  /** Sends batches while workers have room and the input has calls. Only one pump runs at a time. */
+  /**
+   * Sends batches while workers have room and the input has calls. Only one
+   * pump runs at a time; a completion, a worker becoming ready or dying
+   * calls it again. A batch is pulled before the pool is filled, so a bad
+   * first call (a closure, a non-delayed item) fails before any worker starts.
+   */
   async #pump(): Promise<void> {
     if (this.#pumping || this.#finished) return;
     this.#pumping = true;
     try {
       const pool = this.pool!;
-      while (!this.#finished && !this.#exhausted && this.#inFlight.size < this.options.preDispatchBatches) {
+      while (!this.#finished && this.#inFlight.size < this.options.preDispatchBatches) {
+        if (this.#pending === undefined) {
+          // Pull only what a worker can take now or once it has started (preDispatch keeps the input lazy).
+          if (this.#exhausted || !pool.hasRoom(PER_WORKER)) break;
+          this.#pending = await this.#collect();
+          if (this.#pending === undefined || this.#finished) break;
+        }
         pool.fill();
         const worker = pool.pick(PER_WORKER);
         if (worker === undefined) {
           // Workers still starting will take work when ready: wait for that, not in a loop.
-          if (pool.workers.some((w) => !w.ready && w.inFlight.size === 0)) {
+          if (pool.starting()) {
             await pool.nextReadyChange();
             continue;
           }
           break; // every worker has its queue full: a completion calls pump again
         }
-        await this.#dispatch(worker);
+        const batch = this.#pending;
+        this.#pending = undefined;
+        this.#send(batch, worker);
       }
-      if (!this.#finished && this.#exhausted && this.#inFlight.size === 0) this.#succeed();
+      if (!this.#finished && this.#exhausted && this.#pending === undefined && this.#inFlight.size === 0) this.#succeed();
     } catch (error) {
       this.fail(error);
     } finally {
@@ -250,96 +288,119 @@ export class Run implements PoolListener {
     }
   }
 
-  async #dispatch(worker: PoolWorker): Promise<void> {
+  /** Pulls and packs the next batch; undefined when the input has no more calls. */
+  async #collect(): Promise<Batch | undefined> {
     let size = this.#batcher.size;
     if (this.knownTotal !== undefined) {
       // Near the end, smaller batches keep every worker busy to the last task.
       const remaining = this.knownTotal - this.#dispatched;
       size = Math.max(1, Math.min(size, Math.ceil(remaining / (2 * this.options.nJobs))));
     }
-    const fns: FunctionSpec[] = [];
+    const batch: Batch = { id: 0, indices: [], fns: [], calls: [], started: 0 };
     const fnIndex = new Map<FunctionSpec, number>();
-    const calls: CallMessage[] = [];
-    const indices: number[] = [];
-    while (calls.length < size) {
+    while (batch.calls.length < size) {
       const call = await this.#next();
       if (call === undefined || this.#finished) break;
       const spec = this.#spec(call.fn);
       let fn = fnIndex.get(spec);
       if (fn === undefined) {
-        fnIndex.set(spec, (fn = fns.length));
-        fns.push(spec);
+        fnIndex.set(spec, (fn = batch.fns.length));
+        batch.fns.push(spec);
       }
-      calls.push({ fn, args: this.#packer.pack(call.args) as unknown[] });
-      indices.push(this.#dispatched++);
+      batch.calls.push({ fn, args: this.#packer.pack(call.args) as unknown[] });
+      batch.indices.push(this.#dispatched++);
     }
-    if (calls.length === 0 || this.#finished) return;
-    const batch: Batch = { id: ++this.#batchCounter, indices, started: performance.now() };
+    return batch.calls.length === 0 || this.#finished ? undefined : batch;
+  }
+
+  #send(batch: Batch, worker: PoolWorker): void {
+    batch.id = ++this.#batchCounter;
+    batch.started = performance.now();
+    // A child process returns large results through files in the run's folder; a thread transfers them.
+    const resultFolder = worker.handle.kind === 'processes' ? this.#folders.current().path : undefined;
+    try {
+      worker.post({
+        type: 'batch',
+        batchId: batch.id,
+        runId: this.id,
+        maxNbytes: this.options.maxNbytes,
+        ...(resultFolder === undefined ? {} : { resultFolder }),
+        fns: batch.fns,
+        calls: batch.calls,
+      });
+    } catch (error) {
+      throw unsendable(batch, error);
+    }
     this.#inFlight.set(batch.id, batch);
     worker.inFlight.add(batch.id);
-    const resultFolder = worker.handle.kind === 'processes' ? this.folder().path : undefined;
-    worker.post({
-      type: 'batch',
-      batchId: batch.id,
-      runId: this.id,
-      maxNbytes: this.options.maxNbytes,
-      ...(resultFolder === undefined ? {} : { resultFolder }),
-      fns,
-      calls,
-    });
   }
 
   onBatchDone(_worker: PoolWorker, message: Extract<ToParent, { type: 'batch-done' }>): void {
     const batch = this.#inFlight.get(message.batchId);
     if (batch === undefined || this.#finished) return;
     this.#inFlight.delete(message.batchId);
-    const folder = this.#folder?.path;
     try {
-      message.results.forEach((value, i) => this.#taskCompleted(batch.indices[i]!, unpackResult(value, folder)));
+      message.results.forEach((value, i) => this.#taskCompleted(batch.indices[i]!, unpackResult(value, (path) => this.#folders.owns(path))));
     } catch (error) {
       this.fail(error);
       return;
     }
     if (message.error !== undefined) {
-      const index = batch.indices[message.error.index]!;
-      void rebuildError(message.error.error).then((error) => {
-        Object.defineProperty(error, 'taskIndex', { value: index, configurable: true, writable: true, enumerable: false });
-        this.fail(error);
-      });
+      this.#failTask(batch.indices[message.error.index]!, message.error.error);
       return;
     }
     this.#batcher.record(batch.indices.length, performance.now() - batch.started);
     void this.#pump();
   }
 
+  #failTask(index: number, serialized: SerializedError): void {
+    this.#stop(rebuildError(serialized).then((error) => withTaskIndex(error, index)));
+  }
+
   onWorkerExit(worker: PoolWorker, info: ExitInfo): void {
-    const lost = [...this.#inFlight.values()].filter((batch) => worker.inFlight.has(batch.id));
     if (!worker.ready) {
       // Dying before the first task is not bad luck but a broken setup: do not respawn forever.
-      const how = info.signal !== null ? `was killed by ${info.signal}` : `exited with code ${info.code}`;
-      this.fail(new MemjobError(ErrorCodes.WORKER_CRASHED, `Parallel: a ${worker.describe()} ${how} while starting${info.error ? ` (${info.error.message})` : ''}`));
+      this.fail(new MemjobError(ErrorCodes.WORKER_CRASHED, `Parallel: a ${worker.describe()} ${describeExit(info)} while starting`));
       return;
     }
+    const lost = [...this.#inFlight.values()].filter((batch) => worker.inFlight.has(batch.id));
     if (lost.length === 0) {
       void this.#pump(); // an idle worker died: the pool starts another
       return;
     }
-    const how = info.signal !== null ? `was killed by ${info.signal}` : `exited with code ${info.code}`;
     const tasks = lost.flatMap((batch) => batch.indices);
-    const reason = info.error !== undefined ? ` (${info.error.message})` : '';
-    const error = new MemjobError(
-      ErrorCodes.WORKER_CRASHED,
-      `Parallel: a ${worker.describe()} ${how}${reason} while running task ${tasks[0]}${tasks.length > 1 ? ` (and ${tasks.length - 1} more in its queue)` : ''}`,
-    );
+    const more = tasks.length > 1 ? ` (or one of the ${tasks.length - 1} after it in its queue)` : '';
+    const error = new MemjobError(ErrorCodes.WORKER_CRASHED, `Parallel: a ${worker.describe()} ${describeExit(info)} while running task ${tasks[0]}${more}`);
     Object.assign(error, { taskIndex: tasks[0], exitCode: info.code, signal: info.signal });
     this.fail(error);
   }
 
-  onInitError(worker: PoolWorker, serialized: Parameters<PoolListener['onInitError']>[1]): void {
-    void this.pool?.retire(worker, false);
-    void rebuildError(serialized).then((error) => {
-      const wrapped = new MemjobError(ErrorCodes.INITIALIZER, `Parallel: the initializer failed in a ${worker.describe()}: ${error.message}`, { cause: error });
-      this.fail(wrapped);
-    });
+  onInitError(worker: PoolWorker, serialized: SerializedError): void {
+    this.#stop(
+      rebuildError(serialized).then(
+        (error) => new MemjobError(ErrorCodes.INITIALIZER, `Parallel: the initializer failed in a ${worker.describe()}: ${error.message}`, { cause: error }),
+      ),
+    );
   }
+}
+
+/** A batch whose arguments structured clone cannot copy (a function, a symbol, ...): names the first such task. */
+function unsendable(batch: Batch, error: unknown): MemjobError {
+  const at = batch.calls.findIndex((call) => {
+    try {
+      structuredClone(call.args);
+      return false;
+    } catch {
+      return true;
+    }
+  });
+  const index = batch.indices[Math.max(at, 0)]!;
+  const reason = error instanceof Error ? error.message : String(error);
+  const problem = new MemjobError(
+    ErrorCodes.UNSUPPORTED_VALUE,
+    `Parallel: the arguments of task ${index} cannot be sent to a worker (${reason}); pass plain data, arrays, Memmaps or NDArrays`,
+    { cause: error },
+  );
+  withTaskIndex(problem, index);
+  return problem;
 }

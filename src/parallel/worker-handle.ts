@@ -25,14 +25,38 @@ export interface WorkerHandle {
   post(message: ToWorker, transfer?: ArrayBuffer[]): void;
   onMessage(listener: (message: ToParent) => void): void;
   onExit(listener: (info: ExitInfo) => void): void;
+  /** Whether the worker keeps this process alive (like a timer's ref/unref). */
+  ref(on: boolean): void;
   /** Stops the worker now (SIGKILL for a process); resolves once it has exited. */
   terminate(): Promise<void>;
+  /**
+   * Asks an idle worker to exit by itself, and terminates it if it has not
+   * within `graceMs`. A thread stopped by terminate() while inside a native
+   * call can abort the whole process (node-addon-api cannot throw into a
+   * dying isolate), so threads are never terminated when they need not be.
+   */
+  close(graceMs?: number): Promise<void>;
+}
+
+/** close() for either kind: the 'exit' message, then terminate() after a grace period. */
+async function closeGracefully(handle: WorkerHandle, exited: Promise<void>, graceMs: number): Promise<void> {
+  if (!handle.alive) return;
+  handle.ref(true); // the wait keeps the process alive
+  handle.post({ type: 'exit' });
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), graceMs)));
+  const outcome = await Promise.race([exited, late]);
+  clearTimeout(timer);
+  if (outcome === 'late') await handle.terminate();
 }
 
 export interface SpawnOptions {
   /** Worker threads only: V8 heap limits, as node:worker_threads takes them. */
   resourceLimits?: ResourceLimits;
 }
+
+/** How long close() waits for a worker to exit by itself before terminating it. */
+const CLOSE_GRACE_MS = 2000;
 
 const entry = new URL(`./worker.${runningFromSource ? 'ts' : 'js'}`, import.meta.url);
 
@@ -49,11 +73,13 @@ function tsxOrFail(): { loader: string; api: string } {
 
 function spawnThread(options: SpawnOptions): WorkerHandle {
   // Node 20 starts a worker's entry before any --import hook applies, so a
-  // small bootstrap registers tsx first when TypeScript is needed.
+  // small bootstrap registers tsx first when TypeScript is needed. A failure
+  // is left unhandled on purpose: it becomes the Worker's 'error' event, and
+  // so the message of the crash the run reports.
   const steps = workersNeedTs()
     ? `import(${JSON.stringify(tsxOrFail().api)}).then((tsx) => tsx.register()).then(() => import(${JSON.stringify(entry.href)}))`
     : `import(${JSON.stringify(entry.href)})`;
-  const worker = new Worker(`${steps}.catch((error) => { console.error(error); process.exit(70); });`, {
+  const worker = new Worker(`${steps};`, {
     eval: true,
     workerData: { memjobWorker: true },
     stdout: false,
@@ -64,13 +90,14 @@ function spawnThread(options: SpawnOptions): WorkerHandle {
   let lastError: Error | undefined;
   worker.on('error', (error) => (lastError = error));
   const exitListeners: ((info: ExitInfo) => void)[] = [];
+  const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
   worker.on('exit', (code) => {
     alive = false;
     const info: ExitInfo = { code, signal: null };
     if (lastError !== undefined) info.error = lastError;
     for (const listener of exitListeners) listener(info);
   });
-  return {
+  const handle: WorkerHandle = {
     kind: 'threads',
     pid: undefined,
     get alive() {
@@ -79,10 +106,15 @@ function spawnThread(options: SpawnOptions): WorkerHandle {
     post: (message, transfer) => worker.postMessage(message, transfer ?? []),
     onMessage: (listener) => void worker.on('message', listener),
     onExit: (listener) => void exitListeners.push(listener),
+    ref: (on) => (on ? worker.ref() : worker.unref()),
     terminate: async () => {
-      if (alive) await worker.terminate();
+      if (!alive) return;
+      worker.ref(); // an unreferenced worker would let the process exit before the wait is over
+      await worker.terminate();
     },
+    close: (graceMs = CLOSE_GRACE_MS) => closeGracefully(handle, exited, graceMs),
   };
+  return handle;
 }
 
 function spawnProcess(options: SpawnOptions): WorkerHandle {
@@ -104,7 +136,7 @@ function spawnProcess(options: SpawnOptions): WorkerHandle {
   });
   // A failed send means the child is gone; its 'exit' reports that.
   child.on('error', () => undefined);
-  return {
+  const handle: WorkerHandle = {
     kind: 'processes',
     get pid() {
       return child.pid;
@@ -117,12 +149,25 @@ function spawnProcess(options: SpawnOptions): WorkerHandle {
     },
     onMessage: (listener) => void child.on('message', listener as (message: unknown) => void),
     onExit: (listener) => void exitListeners.push(listener),
+    ref: (on) => {
+      // The IPC channel is a handle of its own: both must let go for the process to exit.
+      if (on) {
+        child.ref();
+        child.channel?.ref();
+      } else {
+        child.unref();
+        child.channel?.unref();
+      }
+    },
     terminate: async () => {
       if (!alive) return;
+      child.ref(); // an unreferenced child would let the process exit before its exit is seen
       child.kill('SIGKILL');
       await exited;
     },
+    close: (graceMs = CLOSE_GRACE_MS) => closeGracefully(handle, exited, graceMs),
   };
+  return handle;
 }
 
 export function spawnWorker(kind: BackendKind, options: SpawnOptions = {}): WorkerHandle {

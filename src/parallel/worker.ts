@@ -5,9 +5,10 @@
  * sends the results back, large arrays by transfer or through a file.
  */
 import { parentPort } from 'node:worker_threads';
+import { ErrorCodes, MemjobError } from '../errors.js';
 import { ArgumentUnpacker } from '../transport/array-refs.js';
 import { serializeError } from '../transport/error-transport.js';
-import { resolveFunction, type FunctionSpec } from '../transport/functions.js';
+import { resolveFunction, type FunctionSpec } from '../transport/function-resolve.js';
 import { packResult } from '../transport/result-refs.js';
 import type { ToParent, ToWorker } from './protocol.js';
 
@@ -35,25 +36,59 @@ async function runBatch(message: Extract<ToWorker, { type: 'batch' }>): Promise<
   if (unpacker === undefined) unpackers.set(message.runId, (unpacker = new ArgumentUnpacker()));
   const results: unknown[] = [];
   const transfer: ArrayBuffer[] = [];
+  const packOptions = {
+    maxNbytes: message.maxNbytes,
+    resultFolder: message.resultFolder,
+    nextName: () => `result-${process.pid}-${resultCounter++}.mjdump`,
+  };
+  // Each function once per batch, not once per call: a batch of tiny tasks is a tight loop.
+  const fns: ((...args: unknown[]) => unknown)[] = [];
   for (let index = 0; index < message.calls.length; index++) {
     const call = message.calls[index]!;
     const spec = message.fns[call.fn]!;
     try {
-      const fn = await resolveFunction(spec, memjobExports);
-      const value = await fn(...(unpacker.unpack(call.args) as unknown[]));
-      const packed = packResult(value, {
-        maxNbytes: message.maxNbytes,
-        resultFolder: message.resultFolder,
-        nextName: () => `result-${process.pid}-${resultCounter++}.mjdump`,
-      });
+      const fn = (fns[call.fn] ??= await resolveFunction(spec, memjobExports));
+      const args = call.args.every(isPlain) ? call.args : (unpacker.unpack(call.args) as unknown[]);
+      let value = fn(...args);
+      if (value instanceof Promise || (typeof value === 'object' && value !== null && typeof (value as PromiseLike<unknown>).then === 'function')) value = await value;
+      if (isPlain(value)) {
+        results.push(value);
+        continue;
+      }
+      const packed = packResult(value, packOptions);
       results.push(packed.value);
-      transfer.push(...packed.transfer);
+      for (const buffer of packed.transfer) if (!transfer.includes(buffer)) transfer.push(buffer);
     } catch (error) {
       post({ type: 'batch-done', batchId: message.batchId, results, error: { index, error: serializeError(error, await moduleOf(spec)) } });
       return;
     }
   }
-  post({ type: 'batch-done', batchId: message.batchId, results }, [...new Set(transfer)]);
+  try {
+    post({ type: 'batch-done', batchId: message.batchId, results }, transfer);
+  } catch (error) {
+    // Nothing was sent (and nothing transferred): a result structured clone cannot copy. Report it as that task's error.
+    const index = Math.max(0, results.findIndex((value) => !cloneable(value)));
+    const problem = new MemjobError(
+      ErrorCodes.UNSUPPORTED_VALUE,
+      `Parallel: the result of the task cannot be sent back to the parent (${error instanceof Error ? error.message : String(error)}); return plain data, arrays, Memmaps or NDArrays`,
+      { cause: error },
+    );
+    post({ type: 'batch-done', batchId: message.batchId, results: results.slice(0, index), error: { index, error: serializeError(problem) } });
+  }
+}
+
+/** Numbers, strings, booleans, null...: nothing to map or pack. */
+function isPlain(value: unknown): boolean {
+  return typeof value !== 'object' || value === null;
+}
+
+function cloneable(value: unknown): boolean {
+  try {
+    structuredClone(value);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 async function init(message: Extract<ToWorker, { type: 'init' }>): Promise<void> {
@@ -76,9 +111,12 @@ function onMessage(message: ToWorker): void {
   queue = queue.then(async () => {
     if (message.type === 'init') await init(message);
     else if (message.type === 'batch') await runBatch(message);
-    else {
+    else if (message.type === 'run-end') {
       unpackers.get(message.runId)?.close();
       unpackers.delete(message.runId);
+    } else {
+      for (const unpacker of unpackers.values()) unpacker.close();
+      process.exit(0);
     }
   });
 }

@@ -16,6 +16,8 @@ import { dumpScratchSync } from '../format/dump.js';
 import { loadMappedSync, type LoadMmapMode } from '../format/load.js';
 import type { Order } from '../memmap/layout.js';
 import { closeSync, openSync } from 'node:fs';
+import { isNoSpace } from './run-folders.js';
+import { packShared, reviveShared, type SharedRef } from '../multiprocessing/kinds.js';
 
 /** The key that marks a reference inside structured-cloned data. */
 export const REF = '__memjob_ref__';
@@ -32,20 +34,58 @@ type ViewRef = {
   arrayType: string;
   nd?: { dtype: DType; shape: readonly number[]; order: Order };
 };
-export type ArrayRef = MemmapRef | DumpRef | ViewRef;
+/** An NDArray in ordinary memory, in parts: structured clone would copy it as a plain object and lose its class. */
+export type NDArrayRef = { [REF]: 'ndarray'; dtype: DType; shape: readonly number[]; order: Order; data: TypedArray };
+/** A Lock, Value, SharedArray or Queue: a handle on the same shared file in the worker. */
+type SharedObjectRef = { [REF]: 'shared'; ref: SharedRef };
+export type ArrayRef = MemmapRef | DumpRef | ViewRef | NDArrayRef | SharedObjectRef;
 
-/** Where a run writes its dumps: a run folder (see temp-folder.ts), created only when first needed. */
+export function ndarrayRef(value: NDArray): NDArrayRef {
+  return { [REF]: 'ndarray', dtype: value.dtype, shape: value.shape, order: value.order, data: value.data };
+}
+
+export function fromNDArrayRef(ref: NDArrayRef): NDArray {
+  return new NDArray(ref.data as never, { dtype: ref.dtype, shape: ref.shape, order: ref.order });
+}
+
+/** A folder a run writes its dumps to (a RunFolder, see temp-folder.ts). */
 export interface DumpTarget {
   file(name: string): string;
 }
 
-export interface PackOptions {
+/** Where a run's dumps go: run-folders.ts's RunFolders. */
+export interface DumpFolders {
+  /** The folder for the next dump, created on first use. */
+  current(neededBytes: number): DumpTarget;
+  /** The next folder after `failed` ran out of space; throws a clear ENOSPC MemjobError when there is none. */
+  fallback(failed: DumpTarget, neededBytes: number, cause: unknown): DumpTarget;
+}
+
+export type PackOptions = {
   /** Arrays larger than this many bytes are dumped and sent by reference; null: never. */
   maxNbytes: number | null;
   /** How workers map dumped arrays. */
   mmapMode: LoadMmapMode;
-  /** The run's temp folder, created on first use. */
-  folder: () => DumpTarget;
+} & (
+  | {
+      /** The run's temp folders, with a fallback when one is full. */
+      folders: DumpFolders;
+    }
+  | {
+      /** One folder, created on first use; a full file system is an error. */
+      folder: () => DumpTarget;
+    }
+);
+
+function asFolders(options: PackOptions): DumpFolders {
+  if ('folders' in options) return options.folders;
+  const { folder } = options;
+  return {
+    current: () => folder(),
+    fallback: (_failed, _neededBytes, cause) => {
+      throw cause;
+    },
+  };
 }
 
 function isPlainObject(value: object): value is Record<string, unknown> {
@@ -58,12 +98,16 @@ function isPlainObject(value: object): value is Record<string, unknown> {
  * (deduplicated by identity), as joblib does within one Parallel call.
  */
 export class ArgumentPacker {
-  readonly #options: PackOptions;
+  readonly #maxNbytes: number | null;
+  readonly #mmapMode: LoadMmapMode;
+  readonly #folders: DumpFolders;
   readonly #dumped = new Map<object, DumpRef>();
   #counter = 0;
 
   constructor(options: PackOptions) {
-    this.#options = options;
+    this.#maxNbytes = options.maxNbytes;
+    this.#mmapMode = options.mmapMode;
+    this.#folders = asFolders(options);
   }
 
   /** A structured-cloneable copy of `value` with references in place of large arrays (shared structure kept when nothing changes). */
@@ -78,6 +122,8 @@ export class ArgumentPacker {
 
   #walk(value: unknown, seen: Map<object, unknown>): unknown {
     if (typeof value !== 'object' || value === null) return value;
+    const shared = packShared(value);
+    if (shared !== undefined) return { [REF]: 'shared', ref: shared } satisfies SharedObjectRef;
     const ref = this.#arrayRef(value);
     if (ref !== undefined) return ref;
     if (ArrayBuffer.isView(value) || value instanceof ArrayBuffer) return value;
@@ -107,8 +153,9 @@ export class ArgumentPacker {
     }
     if (value instanceof Set) {
       seen.set(value, value);
-      const items = [...value].map((item) => this.#walk(item, seen));
-      const result = items.some((item, i) => item !== [...value][i]) ? new Set(items) : value;
+      const original = [...value];
+      const items = original.map((item) => this.#walk(item, seen));
+      const result = items.some((item, i) => item !== original[i]) ? new Set(items) : value;
       seen.set(value, result);
       return result;
     }
@@ -132,16 +179,35 @@ export class ArgumentPacker {
     const nd = value instanceof NDArray ? { dtype: value.dtype, shape: value.shape, order: value.order } : undefined;
     const mapped = viewRef(data, nd);
     if (mapped !== undefined) return mapped;
-    const { maxNbytes } = this.#options;
-    if (maxNbytes === null || data.byteLength <= maxNbytes) return undefined;
+    const maxNbytes = this.#maxNbytes;
+    if (maxNbytes === null || data.byteLength <= maxNbytes) return value instanceof NDArray ? ndarrayRef(value) : undefined;
     let ref = this.#dumped.get(value);
     if (ref === undefined) {
-      const path = this.#options.folder().file(`arg-${this.#counter++}.mjdump`);
-      dumpScratchSync(value, path);
-      ref = { [REF]: 'dump', path, mode: this.#options.mmapMode };
+      ref = { [REF]: 'dump', path: this.#dump(value, data.byteLength), mode: this.#mmapMode };
       this.#dumped.set(value, ref);
     }
     return ref;
+  }
+
+  /**
+   * Dumps `value` into the run's folder and returns the file's path. A full
+   * file system (ENOSPC) moves on to the next candidate root: dumpScratchSync
+   * has already removed its partial file, and fallback() throws a clear
+   * error when no root is left, so this loop always ends.
+   */
+  #dump(value: object, byteLength: number): string {
+    const folders = this.#folders;
+    let folder = folders.current(byteLength);
+    for (;;) {
+      const path = folder.file(`arg-${this.#counter++}.mjdump`);
+      try {
+        dumpScratchSync(value, path);
+        return path;
+      } catch (error) {
+        if (!isNoSpace(error)) throw error;
+        folder = folders.fallback(folder, byteLength, error);
+      }
+    }
   }
 }
 
@@ -216,6 +282,8 @@ export class ArgumentUnpacker {
   }
 
   #resolve(ref: ArrayRef): unknown {
+    if (ref[REF] === 'ndarray') return fromNDArrayRef(ref); // its own copy: nothing to cache
+    if (ref[REF] === 'shared') return reviveShared(ref.ref); // mapped once per file per thread, for as long as the thread lives
     const key = JSON.stringify(ref);
     const cached = this.#cache.get(key);
     if (cached !== undefined) return cached;

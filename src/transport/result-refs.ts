@@ -6,19 +6,19 @@
  * shape and order (structured clone would lose its class).
  */
 import { rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { loadSync } from '../format/load.js';
 import { dumpScratchSync } from '../format/dump.js';
-import type { DType, TypedArray } from '../memmap/dtype.js';
+import type { TypedArray } from '../memmap/dtype.js';
 import { mappedBufferOrigin } from '../memmap/file-mapping.js';
-import type { Order } from '../memmap/layout.js';
 import { Memmap } from '../memmap/memmap.js';
 import { NDArray } from '../memmap/ndarray.js';
 import { openMemmapView } from '../memmap/open.js';
-import { REF, memmapRef, type ArrayRef } from './array-refs.js';
+import { REF, fromNDArrayRef, memmapRef, ndarrayRef, type ArrayRef } from './array-refs.js';
+import { isNoSpace } from './run-folders.js';
 
-type NDArrayRef = { [REF]: 'ndarray'; dtype: DType; shape: readonly number[]; order: Order; data: TypedArray };
 type ResultDumpRef = { [REF]: 'result-dump'; path: string };
-type ResultRef = ArrayRef | NDArrayRef | ResultDumpRef;
+type ResultRef = ArrayRef | ResultDumpRef;
 
 export interface ResultPackOptions {
   maxNbytes: number | null;
@@ -44,13 +44,14 @@ export function packResult(value: unknown, options: ResultPackOptions): { value:
     const data = item instanceof NDArray ? item.data : ArrayBuffer.isView(item) && !(item instanceof DataView) ? (item as TypedArray) : undefined;
     if (data !== undefined && large(data)) {
       if (options.resultFolder !== undefined) {
-        const path = `${options.resultFolder}/${options.nextName()}`;
-        dumpScratchSync(item, path);
-        return { [REF]: 'result-dump', path } satisfies ResultDumpRef;
+        const ref = dumpResult(item, options);
+        if (ref !== undefined) return ref;
+        // No room for the file: the array goes through the IPC channel instead (one more copy, but it arrives).
+      } else {
+        transfer.add(data.buffer as ArrayBuffer);
       }
-      transfer.add(data.buffer as ArrayBuffer);
     }
-    if (item instanceof NDArray) return { [REF]: 'ndarray', dtype: item.dtype, shape: item.shape, order: item.order, data: item.data } satisfies NDArrayRef;
+    if (item instanceof NDArray) return ndarrayRef(item);
     if (Array.isArray(item)) return item.some((x) => typeof x === 'object' && x !== null) ? item.map((x) => walk(x, depth + 1)) : item;
     if (item instanceof Map) return new Map([...item].map(([k, v]) => [k, walk(v, depth + 1)]));
     if (isPlainObject(item)) {
@@ -63,12 +64,24 @@ export function packResult(value: unknown, options: ResultPackOptions): { value:
   return { value: walk(value, 0), transfer: [...transfer] };
 }
 
+/** Writes a large result array to the result folder; undefined when the file system is full (dumpScratchSync removed its partial file). */
+function dumpResult(item: object, options: ResultPackOptions): ResultDumpRef | undefined {
+  const path = join(options.resultFolder!, options.nextName());
+  try {
+    dumpScratchSync(item, path);
+  } catch (error) {
+    if (isNoSpace(error)) return undefined;
+    throw error;
+  }
+  return { [REF]: 'result-dump', path };
+}
+
 /**
- * In the parent. A Memmap inside the run's own temp folder is copied into
- * memory (the folder is removed when the run ends); one on the caller's own
- * file is mapped again, so writes stay shared.
+ * In the parent. A Memmap inside the run's own temp folders (`ownedByRun`)
+ * is copied into memory (those folders are removed when the run ends); one
+ * on the caller's own file is mapped again, so writes stay shared.
  */
-export function unpackResult(value: unknown, runFolder: string | undefined): unknown {
+export function unpackResult(value: unknown, ownedByRun: (path: string) => boolean): unknown {
   const walk = (item: unknown, depth: number): unknown => {
     if (typeof item !== 'object' || item === null || depth > 100 || ArrayBuffer.isView(item)) return item;
     if (Object.hasOwn(item, REF)) return resolve(item as ResultRef);
@@ -84,7 +97,7 @@ export function unpackResult(value: unknown, runFolder: string | undefined): unk
   const resolve = (ref: ResultRef): unknown => {
     switch (ref[REF]) {
       case 'ndarray':
-        return new NDArray(ref.data as never, { dtype: ref.dtype, shape: ref.shape, order: ref.order });
+        return fromNDArrayRef(ref);
       case 'result-dump': {
         const loaded = loadSync(ref.path);
         rmSync(ref.path, { force: true });
@@ -92,7 +105,7 @@ export function unpackResult(value: unknown, runFolder: string | undefined): unk
       }
       case 'memmap': {
         const view = openMemmapView(ref);
-        if (runFolder === undefined || !ref.path.startsWith(`${runFolder}/`)) return view;
+        if (!ownedByRun(ref.path)) return view;
         const copy = new NDArray(view.toArray() as never, { dtype: view.dtype, shape: view.shape });
         view.close();
         return copy;

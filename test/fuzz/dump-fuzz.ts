@@ -57,8 +57,10 @@ interface Args {
   keepGoing: boolean;
 }
 
+const USAGE = 'usage: npx tsx test/fuzz/dump-fuzz.ts [--cases N] [--seed S] [--case K] [--keep-going] [--stats]';
+
 function usage(problem: string): never {
-  console.error(`dump-fuzz: ${problem}\nusage: npx tsx test/fuzz/dump-fuzz.ts [--cases N] [--seed S] [--case K] [--keep-going] [--stats]`);
+  console.error(`dump-fuzz: ${problem}\n${USAGE}`);
   process.exit(2);
 }
 
@@ -78,7 +80,10 @@ function parseArgs(argv: string[]): Args {
     else if (flag === '--case') args.only = number();
     else if (flag === '--stats') args.stats = true;
     else if (flag === '--keep-going') args.keepGoing = true;
-    else if (flag === '--help' || flag === '-h') usage('help');
+    else if (flag === '--help' || flag === '-h') {
+      console.log(USAGE);
+      process.exit(0);
+    }
     else usage(`unknown argument ${flag}`);
   }
   return args;
