@@ -27,7 +27,7 @@ export const ErrorCodes = Object.freeze({
   FORMAT: 'MEMJOB_ERR_FORMAT',
   /** A .npy array in non-native byte order asked for memory-mapped (it would read as wrong numbers). */
   BYTE_ORDER: 'MEMJOB_ERR_BYTE_ORDER',
-  /** dump() met a value it cannot store: a function, a symbol, a class instance, a cycle. */
+  /** dump() met a value it cannot store (a function, a symbol, a class instance, a cycle), or a task's argument or result cannot be copied to or from a worker. */
   UNSUPPORTED_VALUE: 'MEMJOB_ERR_UNSUPPORTED_VALUE',
   /** A task function uses variables from an enclosing scope, so it cannot be sent to a worker (docs/functions.md). */
   CLOSURE: 'MEMJOB_ERR_CLOSURE',
@@ -37,7 +37,7 @@ export const ErrorCodes = Object.freeze({
   TIMEOUT: 'MEMJOB_ERR_TIMEOUT',
   /** A worker's initializer threw. */
   INITIALIZER: 'MEMJOB_ERR_INITIALIZER',
-  /** A run's results were abandoned (a generator left early); used internally to stop the run. */
+  /** Work that was stopped before it finished: Parallel.close() during a run, Pool.terminate() with tasks pending (also used internally when a generator is left early). */
   CANCELLED: 'MEMJOB_ERR_CANCELLED',
   /** run() was called while another run of the same Parallel was in progress, or after close(). */
   BUSY: 'MEMJOB_ERR_BUSY',
