@@ -71,6 +71,12 @@ describe.each(backends)('Pool (%s)', (backend) => {
     expect(await pool.map(square, [1, 2, 3])).toEqual([1, 4, 9]);
   });
 
+  it('an initializer that kills its worker fails the calls instead of restarting workers forever', async () => {
+    const crash = task<[number], never>(tasks, 'crash');
+    await using pool = new Pool({ processes: 2, backend, initializer: delayed(crash)(5) });
+    await expect(pool.map(square, [1, 2, 3])).rejects.toMatchObject({ code: 'MEMJOB_ERR_WORKER_CRASHED' });
+  });
+
   it('close() refuses new work; join() waits for the submitted tasks', async () => {
     const pool = new Pool({ processes: 2, backend });
     const pending = pool.map(sleepThenReturn as unknown as (x: number) => number, [1, 2]);
@@ -151,6 +157,23 @@ describe('Queue and Process', () => {
     const scale = 3;
     expect(() => new Process({ target: (x: number) => x * scale }).start()).toThrow(/scale/);
     void delayed;
+  });
+
+  it('Value and SharedArray work for every dtype, including 1- and 2-byte ones', () => {
+    for (const dtype of ['int8', 'uint8', 'int16', 'uint16', 'int32', 'uint32', 'float32', 'float64'] as const) {
+      const v = new Value(dtype, 3);
+      expect(v.value).toBe(3);
+      const a = new SharedArray(dtype, 3);
+      a.set(2, 5);
+      expect([...a]).toEqual([0, 0, 5]);
+      v.close();
+      a.close();
+    }
+    const flag = new Value('bool', true);
+    expect(flag.value).toBe(true);
+    const big = new Value('int64', 2n ** 40n);
+    expect(big.add(1n)).toBe(2n ** 40n + 1n);
+    expect(new Value('i', 7).add(1)).toBe(8);
   });
 
   it('get with a timeout on an empty queue, put on a closed one', async () => {

@@ -42,8 +42,9 @@ export class Lock {
   constructor(at?: { file: SharedFile; byteOffset: number }) {
     this.#ownsFile = at === undefined;
     this.#file = at?.file ?? SharedFile.create('lock', 64);
-    this.#cell = new Int32Array(this.#file.buffer);
-    this.#index = (at?.byteOffset ?? 0) / 4;
+    // Just the lock's own 4 bytes: the file may hold data of any size after it.
+    this.#cell = new Int32Array(this.#file.buffer, at?.byteOffset ?? 0, 1);
+    this.#index = 0;
   }
 
   /** true while some party holds the lock. */
@@ -117,7 +118,7 @@ export class Lock {
 
   /** @internal How a worker finds the same lock. */
   [SHARED_REF](): SharedRef {
-    return { kind: 'lock', path: this.#file.path, byteLength: this.#file.byteLength, byteOffset: this.#index * 4 };
+    return { kind: 'lock', path: this.#file.path, byteLength: this.#file.byteLength, byteOffset: this.#cell.byteOffset };
   }
 
   /** @internal */

@@ -64,7 +64,6 @@ export class Pool implements PoolListener {
   readonly #queue: Chunk[] = [];
   readonly #running = new Map<number, Chunk>();
   readonly #folders: RunFolders;
-  readonly #packer: ArgumentPacker;
   readonly #maxNbytes: number | null;
   readonly #maxTasksPerChild: number | undefined;
   readonly #tasksDone = new Map<PoolWorker, number>();
@@ -93,7 +92,6 @@ export class Pool implements PoolListener {
       initializer = { fn: describeFunction(call.fn, memjobExports()), args: [...call.args] };
     }
     this.#folders = new RunFolders(options.tempFolder);
-    this.#packer = new ArgumentPacker({ maxNbytes: this.#maxNbytes, mmapMode: 'r', folders: this.#folders });
     this.#workers = new WorkerPool(backend, processes, initializer, {});
     this.#workers.listener = this;
   }
@@ -200,12 +198,14 @@ export class Pool implements PoolListener {
     if (this.#closed) throw new MemjobError(ErrorCodes.BUSY, 'Pool: the pool was closed; no more tasks can be submitted');
     if (typeof fn !== 'function') throw invalidArg('Pool', 'fn', 'a function', fn);
     const spec = describeFunction(fn, memjobExports());
+    // One packer per call: an array is dumped once for all the tasks of this call, and again in a later call (it may have changed).
+    const packer = new ArgumentPacker({ maxNbytes: this.#maxNbytes, mmapMode: 'r', folders: this.#folders });
     for (let start = 0; start < argLists.length; start += chunksize) {
       const chunk: Chunk = { fns: [spec], calls: [], tasks: tasks.slice(start, start + chunksize) };
       for (const args of argLists.slice(start, start + chunksize)) {
         // Plain numbers and strings need no packing: skip the walk for the common tiny task.
         const plain = args.every((arg) => typeof arg !== 'object' || arg === null);
-        chunk.calls.push({ fn: 0, args: plain ? [...args] : (this.#packer.pack([...args]) as unknown[]) });
+        chunk.calls.push({ fn: 0, args: plain ? [...args] : (packer.pack([...args]) as unknown[]) });
       }
       this.#queue.push(chunk);
     }
@@ -271,6 +271,13 @@ export class Pool implements PoolListener {
 
   onWorkerExit(worker: PoolWorker, info: ExitInfo): void {
     const how = info.signal !== null ? `was killed by ${info.signal}` : `exited with code ${info.code}`;
+    if (!worker.ready) {
+      // Dying while starting (a broken initializer) would repeat in every replacement: fail what waits instead.
+      const error = new MemjobError(ErrorCodes.WORKER_CRASHED, `Pool: a ${worker.describe()} ${how} while starting${info.error ? ` (${info.error.message})` : ''}`);
+      for (const chunk of this.#queue.splice(0)) for (const task of chunk.tasks) task.reject(error);
+      this.#afterChange();
+      return;
+    }
     for (const [batchId, chunk] of [...this.#running]) {
       if (chunk.worker !== worker) continue;
       this.#running.delete(batchId);
