@@ -11,7 +11,7 @@
 import { ErrorCodes, MemjobError, invalidArg } from '../errors.js';
 import { isDelayedCall, type DelayedCall } from '../parallel/delayed.js';
 import { WorkerPool, type PoolListener, type PoolWorker } from '../parallel/pool.js';
-import type { ToParent } from '../parallel/protocol.js';
+import { callAt, callCount, compactCalls, type CallMessage, type FlatCalls, type ToParent } from '../parallel/protocol.js';
 import type { BackendKind, ExitInfo } from '../parallel/worker-handle.js';
 import { ArgumentPacker } from '../transport/array-refs.js';
 import { rebuildError, type SerializedError } from '../transport/error-transport.js';
@@ -22,7 +22,11 @@ import { RunFolders } from '../transport/run-folders.js';
 import { cpuCount } from '../system/cpu-count.js';
 
 type Fn<A extends unknown[], R> = (...args: A) => R;
-type Task = { resolve: (value: unknown) => void; reject: (error: unknown) => void };
+/** Hears how each call of one submission ended (index: the call's position in that submission). */
+interface Sink {
+  resolve(index: number, value: unknown): void;
+  reject(index: number, error: unknown): void;
+}
 
 export interface PoolOptions {
   /** Workers; default cpuCount(). */
@@ -49,8 +53,10 @@ export interface ChunkOptions {
 /** One chunk of tasks of one call, waiting for or running on a worker. */
 interface Chunk {
   fns: FunctionSpec[];
-  calls: { fn: number; args: unknown[] }[];
-  tasks: Task[];
+  calls: CallMessage[] | FlatCalls;
+  sink: Sink;
+  /** Index of this chunk's first call in its submission. */
+  first: number;
   worker?: PoolWorker;
 }
 
@@ -99,16 +105,16 @@ export class Pool implements PoolListener {
   /** Python's map: results in input order. `chunksize` defaults to Python's heuristic. */
   map<A, R>(fn: Fn<[A], R>, items: Iterable<A>, options: ChunkOptions = {}): Promise<Awaited<R>[]> {
     const list = [...items];
-    const { tasks, all } = collector(list.length);
-    this.#submit(fn, list.map((item) => [item]), this.#chunksize(options, list.length, 'map'), tasks);
+    const { sink, all } = collector(list.length);
+    this.#submit(fn, list, false, this.#chunksize(options, list.length, 'map'), sink);
     return all as Promise<Awaited<R>[]>;
   }
 
   /** map() with each item spread as the arguments: starmap(add, [[1, 2], [3, 4]]). */
   starmap<A extends unknown[], R>(fn: Fn<A, R>, items: Iterable<A>, options: ChunkOptions = {}): Promise<Awaited<R>[]> {
     const list = [...items];
-    const { tasks, all } = collector(list.length);
-    this.#submit(fn, list, this.#chunksize(options, list.length, 'starmap'), tasks);
+    const { sink, all } = collector(list.length);
+    this.#submit(fn, list, true, this.#chunksize(options, list.length, 'starmap'), sink);
     return all as Promise<Awaited<R>[]>;
   }
 
@@ -120,16 +126,16 @@ export class Pool implements PoolListener {
   /** Results in input order, each as soon as it and those before it are done. Default chunksize 1, as Python. */
   async *imap<A, R>(fn: Fn<[A], R>, items: Iterable<A>, options: ChunkOptions = {}): AsyncIterableIterator<Awaited<R>> {
     const list = [...items];
-    const { tasks, promises } = deferreds(list.length);
-    this.#submit(fn, list.map((item) => [item]), this.#chunksize(options, list.length, 'imap'), tasks);
+    const { sink, promises } = deferreds(list.length);
+    this.#submit(fn, list, false, this.#chunksize(options, list.length, 'imap'), sink);
     for (const promise of promises) yield (await promise) as Awaited<R>;
   }
 
   /** Results in completion order. */
   async *imapUnordered<A, R>(fn: Fn<[A], R>, items: Iterable<A>, options: ChunkOptions = {}): AsyncIterableIterator<Awaited<R>> {
     const list = [...items];
-    const { tasks, promises } = deferreds(list.length);
-    this.#submit(fn, list.map((item) => [item]), this.#chunksize(options, list.length, 'imap'), tasks);
+    const { sink, promises } = deferreds(list.length);
+    this.#submit(fn, list, false, this.#chunksize(options, list.length, 'imap'), sink);
     const pending = new Map(promises.map((promise, i) => [i, promise.then((value) => ({ i, value }))]));
     while (pending.size > 0) {
       const { i, value } = await Promise.race(pending.values());
@@ -140,8 +146,8 @@ export class Pool implements PoolListener {
 
   /** Runs fn(...args) on a worker and resolves to its result (Python's apply, which blocks, is this awaited). */
   apply<A extends unknown[], R>(fn: Fn<A, R>, args: A = [] as unknown as A): Promise<Awaited<R>> {
-    const { tasks, promises } = deferreds(1);
-    this.#submit(fn, [args], 1, tasks);
+    const { sink, promises } = deferreds(1);
+    this.#submit(fn, [args], true, 1, sink);
     return promises[0]! as Promise<Awaited<R>>;
   }
 
@@ -167,7 +173,7 @@ export class Pool implements PoolListener {
     this.#closed = true;
     this.#terminated = true;
     const cancelled = new MemjobError(ErrorCodes.CANCELLED, 'Pool.terminate: the pool was terminated before this task finished');
-    for (const chunk of [...this.#queue.splice(0), ...this.#running.values()]) for (const task of chunk.tasks) task.reject(cancelled);
+    for (const chunk of [...this.#queue.splice(0), ...this.#running.values()]) rejectChunk(chunk, cancelled);
     this.#running.clear();
     await this.#shutdown();
   }
@@ -193,21 +199,30 @@ export class Pool implements PoolListener {
     return chunksize;
   }
 
-  /** Queues one call per argument list, in chunks; `tasks[i]` hears how call i ended. */
-  #submit(fn: unknown, argLists: readonly (readonly unknown[])[], chunksize: number, tasks: Task[]): void {
+  /**
+   * Queues one call per item, in chunks; `sink` hears how each ended. With
+   * `spread` each item is an argument list (starmap, apply), otherwise the
+   * single argument (map, imap).
+   */
+  #submit(fn: unknown, items: readonly unknown[], spread: boolean, chunksize: number, sink: Sink): void {
     if (this.#closed) throw new MemjobError(ErrorCodes.BUSY, 'Pool: the pool was closed; no more tasks can be submitted');
     if (typeof fn !== 'function') throw invalidArg('Pool', 'fn', 'a function', fn);
     const spec = describeFunction(fn, memjobExports());
     // One packer per call: an array is dumped once for all the tasks of this call, and again in a later call (it may have changed).
     const packer = new ArgumentPacker({ maxNbytes: this.#maxNbytes, mmapMode: 'r', folders: this.#folders });
-    for (let start = 0; start < argLists.length; start += chunksize) {
-      const chunk: Chunk = { fns: [spec], calls: [], tasks: tasks.slice(start, start + chunksize) };
-      for (const args of argLists.slice(start, start + chunksize)) {
-        // Plain numbers and strings need no packing: skip the walk for the common tiny task.
-        const plain = args.every((arg) => typeof arg !== 'object' || arg === null);
-        chunk.calls.push({ fn: 0, args: plain ? [...args] : (packer.pack([...args]) as unknown[]) });
+    for (let start = 0; start < items.length; start += chunksize) {
+      const slice = items.slice(start, start + chunksize);
+      let calls: CallMessage[] | FlatCalls;
+      if (!spread && slice.every(isPlain)) {
+        // The common tiny task: plain single arguments travel as one flat array (see protocol.ts).
+        calls = { flat: true, fn: 0, arity: 1, values: slice };
+      } else {
+        calls = slice.map((item) => {
+          const args = spread ? [...(item as readonly unknown[])] : [item];
+          return { fn: 0, args: args.every(isPlain) ? args : (packer.pack(args) as unknown[]) };
+        });
       }
-      this.#queue.push(chunk);
+      this.#queue.push({ fns: [spec], calls, sink, first: start });
     }
     this.#workers.setActive(true);
     void this.#pump();
@@ -247,7 +262,7 @@ export class Pool implements PoolListener {
       maxNbytes: this.#maxNbytes,
       ...(resultFolder === undefined ? {} : { resultFolder }),
       fns: chunk.fns,
-      calls: chunk.calls,
+      calls: Array.isArray(chunk.calls) ? compactCalls(chunk.calls) : chunk.calls,
     });
   }
 
@@ -256,14 +271,23 @@ export class Pool implements PoolListener {
     if (chunk === undefined) return;
     this.#running.delete(message.batchId);
     const owns = (path: string) => this.#folders.owns(path);
-    message.results.forEach((value, i) => chunk.tasks[i]!.resolve(typeof value === 'object' && value !== null ? unpackResult(value, owns) : value));
-    const ran = message.results.length + (message.error === undefined ? 0 : 1);
+    const { results } = message;
+    for (let i = 0; i < results.length; i++) {
+      const value = results[i];
+      chunk.sink.resolve(chunk.first + i, typeof value === 'object' && value !== null ? unpackResult(value, owns) : value);
+    }
+    const ran = results.length + (message.error === undefined ? 0 : 1);
     if (message.error !== undefined) {
-      const failed = chunk.tasks[message.error.index]!;
-      void rebuildError(message.error.error).then(failed.reject, failed.reject);
+      const failedAt = chunk.first + message.error.index;
+      const reject = (error: unknown) => chunk.sink.reject(failedAt, error);
+      void rebuildError(message.error.error).then(reject, reject);
       // The worker stops a chunk at its first error: the calls after it go back to the front of the queue.
       const rest = message.error.index + 1;
-      if (rest < chunk.calls.length) this.#queue.unshift({ fns: chunk.fns, calls: chunk.calls.slice(rest), tasks: chunk.tasks.slice(rest) });
+      const count = callCount(chunk.calls);
+      if (rest < count) {
+        const calls = Array.from({ length: count - rest }, (_, i) => callAt(chunk.calls, rest + i));
+        this.#queue.unshift({ fns: chunk.fns, calls, sink: chunk.sink, first: chunk.first + rest });
+      }
     }
     this.#countTasks(worker, ran);
     this.#afterChange();
@@ -274,7 +298,7 @@ export class Pool implements PoolListener {
     if (!worker.ready) {
       // Dying while starting (a broken initializer) would repeat in every replacement: fail what waits instead.
       const error = new MemjobError(ErrorCodes.WORKER_CRASHED, `Pool: a ${worker.describe()} ${how} while starting${info.error ? ` (${info.error.message})` : ''}`);
-      for (const chunk of this.#queue.splice(0)) for (const task of chunk.tasks) task.reject(error);
+      for (const chunk of this.#queue.splice(0)) rejectChunk(chunk, error);
       this.#afterChange();
       return;
     }
@@ -283,7 +307,7 @@ export class Pool implements PoolListener {
       this.#running.delete(batchId);
       const error = new MemjobError(ErrorCodes.WORKER_CRASHED, `Pool: a ${worker.describe()} ${how}${info.error ? ` (${info.error.message})` : ''} while running this task`);
       Object.assign(error, { exitCode: info.code, signal: info.signal });
-      for (const task of chunk.tasks) task.reject(error);
+      rejectChunk(chunk, error);
     }
     this.#afterChange();
   }
@@ -292,7 +316,7 @@ export class Pool implements PoolListener {
     // Every worker runs the same initializer: a failure will repeat, so the queued calls fail with it.
     void rebuildError(serialized).then((cause) => {
       const error = new MemjobError(ErrorCodes.INITIALIZER, `Pool: the initializer failed in a ${worker.describe()}: ${cause.message}`, { cause });
-      for (const chunk of this.#queue.splice(0)) for (const task of chunk.tasks) task.reject(error);
+      for (const chunk of this.#queue.splice(0)) rejectChunk(chunk, error);
       this.#afterChange();
     });
   }
@@ -321,27 +345,42 @@ export class Pool implements PoolListener {
   }
 }
 
-/** Tasks that fill one array: a single Promise for a whole map, instead of one per item. */
-function collector(n: number): { tasks: Task[]; all: Promise<unknown[]> } {
+function rejectChunk(chunk: Chunk, error: unknown): void {
+  const count = callCount(chunk.calls);
+  for (let i = 0; i < count; i++) chunk.sink.reject(chunk.first + i, error);
+}
+
+function isPlain(value: unknown): boolean {
+  return typeof value !== 'object' || value === null;
+}
+
+/** A sink that fills one array: a single Promise for a whole map, nothing allocated per item. */
+function collector(n: number): { sink: Sink; all: Promise<unknown[]> } {
   const results = new Array<unknown>(n);
   let remaining = n;
   let settle!: { resolve: (values: unknown[]) => void; reject: (error: unknown) => void };
   const all = new Promise<unknown[]>((resolve, reject) => (settle = { resolve, reject }));
-  const tasks = Array.from({ length: n }, (_, i): Task => ({
-    resolve: (value) => {
-      results[i] = value;
+  if (n === 0) settle.resolve(results);
+  const sink: Sink = {
+    resolve(index, value) {
+      results[index] = value;
       if (--remaining === 0) settle.resolve(results);
     },
-    reject: (error) => settle.reject(error), // the first error wins, as in Python's map
-  }));
-  if (n === 0) settle.resolve(results);
-  return { tasks, all };
+    reject(_index, error) {
+      settle.reject(error); // the first error wins, as in Python's map
+    },
+  };
+  return { sink, all };
 }
 
-/** One Promise per task, for imap and apply. */
-function deferreds(n: number): { tasks: Task[]; promises: Promise<unknown>[] } {
-  const tasks: Task[] = [];
-  const promises = Array.from({ length: n }, () => new Promise<unknown>((resolve, reject) => tasks.push({ resolve, reject })));
+/** One Promise per call, for imap and apply. */
+function deferreds(n: number): { sink: Sink; promises: Promise<unknown>[] } {
+  const settlers: { resolve: (value: unknown) => void; reject: (error: unknown) => void }[] = [];
+  const promises = Array.from({ length: n }, () => new Promise<unknown>((resolve, reject) => settlers.push({ resolve, reject })));
   for (const promise of promises) promise.catch(() => undefined); // each is the caller's to observe
-  return { tasks, promises };
+  const sink: Sink = {
+    resolve: (index, value) => settlers[index]!.resolve(value),
+    reject: (index, error) => settlers[index]!.reject(error),
+  };
+  return { sink, promises };
 }

@@ -16,7 +16,7 @@ import { isDelayedCall, type DelayedCall } from './delayed.js';
 import { notDelayed, type ResolvedOptions } from './options.js';
 import type { PoolListener, PoolWorker, WorkerPool } from './pool.js';
 import { createProgress, type ProgressReporter } from './progress.js';
-import type { CallMessage, ToParent } from './protocol.js';
+import { compactCalls, type CallMessage, type ToParent } from './protocol.js';
 import type { ExitInfo } from './worker-handle.js';
 
 /** Batches queued on one worker at a time: one running, one waiting, so no round trip leaves it idle. */
@@ -326,7 +326,7 @@ export class Run implements PoolListener {
         maxNbytes: this.options.maxNbytes,
         ...(resultFolder === undefined ? {} : { resultFolder }),
         fns: batch.fns,
-        calls: batch.calls,
+        calls: compactCalls(batch.calls),
       });
     } catch (error) {
       throw unsendable(batch, error);

@@ -10,7 +10,7 @@ import { ArgumentUnpacker } from '../transport/array-refs.js';
 import { serializeError } from '../transport/error-transport.js';
 import { resolveFunction, type FunctionSpec } from '../transport/function-resolve.js';
 import { packResult } from '../transport/result-refs.js';
-import type { ToParent, ToWorker } from './protocol.js';
+import { callAt, callCount, type ToParent, type ToWorker } from './protocol.js';
 
 type Post = (message: ToParent, transfer?: ArrayBuffer[]) => void;
 
@@ -43,13 +43,21 @@ async function runBatch(message: Extract<ToWorker, { type: 'batch' }>): Promise<
   };
   // Each function once per batch, not once per call: a batch of tiny tasks is a tight loop.
   const fns: ((...args: unknown[]) => unknown)[] = [];
-  for (let index = 0; index < message.calls.length; index++) {
-    const call = message.calls[index]!;
-    const spec = message.fns[call.fn]!;
+  const { calls } = message;
+  const count = callCount(calls);
+  // Flat single-argument calls (Pool.map of numbers, say) skip building an argument list per call.
+  const single = !Array.isArray(calls) && calls.arity === 1 ? calls : undefined;
+  for (let index = 0; index < count; index++) {
+    const fnIndex = single !== undefined ? single.fn : callAt(calls, index).fn;
+    const spec = message.fns[fnIndex]!;
     try {
-      const fn = (fns[call.fn] ??= await resolveFunction(spec, memjobExports));
-      const args = call.args.every(isPlain) ? call.args : (unpacker.unpack(call.args) as unknown[]);
-      let value = fn(...args);
+      const fn = (fns[fnIndex] ??= await resolveFunction(spec, memjobExports));
+      let value: unknown;
+      if (single !== undefined) value = fn(single.values[index]);
+      else {
+        const call = callAt(calls, index);
+        value = fn(...(call.args.every(isPlain) ? call.args : (unpacker.unpack(call.args) as unknown[])));
+      }
       if (value instanceof Promise || (typeof value === 'object' && value !== null && typeof (value as PromiseLike<unknown>).then === 'function')) value = await value;
       if (isPlain(value)) {
         results.push(value);
