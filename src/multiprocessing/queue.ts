@@ -239,6 +239,8 @@ export class Queue<T = unknown> {
 
   /** The bytes of one item: large arrays become dump references, and an item too big for the ring a file of its own. */
   #encode(item: T): Uint8Array {
+    // Plain values (numbers, strings...) hold no arrays to dump: serialize them directly.
+    if (typeof item !== 'object' || item === null) return serialize(item);
     const folder = dirname(this.#file.path);
     const prefix = `q-${process.pid}-${spillCounter++}-${randomBytes(4).toString('hex')}`;
     const target = { file: (name: string) => join(folder, `${prefix}-${name}`) };
@@ -257,6 +259,7 @@ export class Queue<T = unknown> {
 
   #decode(frame: Uint8Array): T {
     let value = deserialize(frame) as unknown;
+    if (typeof value !== 'object' || value === null) return value as T;
     if (typeof value === 'object' && value !== null && Object.hasOwn(value, SPILL)) {
       const path = (value as Record<string, string>)[SPILL]!;
       value = deserialize(readFileSync(path));
