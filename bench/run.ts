@@ -11,6 +11,7 @@ interface BenchModule {
 const benchmarks: Record<string, () => Promise<BenchModule>> = {
   memmap: () => import('./memmap.js'),
   dump: () => import('./dump.js'),
+  parallel: () => import('./parallel.js'),
 };
 
 const wanted = process.argv.slice(2);

@@ -155,13 +155,14 @@ Napi::Value ViewFn(const Napi::CallbackInfo& info) {
   // view of a large mapping makes it collect garbage at once ("external
   // memory pressure"): milliseconds for every view of 1 GiB. Mapped file
   // pages are not memory a collection could free, so each view's count is
-  // cancelled here. When a view dies, V8 subtracts its length again; that
-  // is given back in the next view() call (or once a lot has piled up), not
-  // in the finalizer, where adding it back would itself trigger a collection.
+  // cancelled here. When a view dies, V8 subtracts its length again. Giving
+  // that back at once would itself trigger a collection (the collection
+  // that freed the view has just lowered the limit), so it is given back
+  // only once 4 GiB have piled up: one collection per 4 GiB of views
+  // dropped, and V8's count is never more than 4 GiB too low.
   const int64_t accounted = static_cast<int64_t>(length);
   int64_t ignored;
-  napi_adjust_external_memory(env, pending_external_release - accounted, &ignored);
-  pending_external_release = 0;
+  napi_adjust_external_memory(env, -accounted, &ignored);
   auto* hint = new ViewHint{region, accounted};
   Napi::ArrayBuffer view = Napi::ArrayBuffer::New(
       env, region->addr + offset, static_cast<size_t>(length),

@@ -340,7 +340,9 @@ export class Run implements PoolListener {
     if (batch === undefined || this.#finished) return;
     this.#inFlight.delete(message.batchId);
     try {
-      message.results.forEach((value, i) => this.#taskCompleted(batch.indices[i]!, unpackResult(value, (path) => this.#folders.owns(path))));
+      const owns = (path: string) => this.#folders.owns(path);
+      // Plain results (numbers, strings...) need no unpacking: skip the walk for tiny tasks.
+      message.results.forEach((value, i) => this.#taskCompleted(batch.indices[i]!, typeof value === 'object' && value !== null ? unpackResult(value, owns) : value));
     } catch (error) {
       this.fail(error);
       return;
