@@ -12,6 +12,7 @@ const benchmarks: Record<string, () => Promise<BenchModule>> = {
   memmap: () => import('./memmap.js'),
   dump: () => import('./dump.js'),
   parallel: () => import('./parallel.js'),
+  multiprocessing: () => import('./multiprocessing.js'),
 };
 
 const wanted = process.argv.slice(2);
