@@ -5,62 +5,10 @@
  * memjob process runs before it makes a run folder, so it never touches this
  * process's folders, live processes' folders, other users' folders, symlinks
  * or other names. `--dry-run` lists what it would remove with the same rules
- * (scanFolders below mirrors reapStaleFolders' checks).
+ * (the same scan reapStaleFolders uses).
  */
-import { lstatSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
-import { reapStaleFolders, tempRootCandidates } from '../transport/temp-folder.js';
+import { reapStaleFolders, scanRunFolders, tempRootCandidates } from '../transport/temp-folder.js';
 import { print, printJson } from './output.js';
-
-/** As temp-folder.ts names run folders. */
-const FOLDER_NAME = /^memjob_(\d+)_[0-9a-f]+$/;
-
-export interface RootScan {
-  root: string;
-  /** Folders of processes that no longer exist. */
-  stale: string[];
-  /** Folders of processes that are alive (this one included): never removed. */
-  live: string[];
-}
-
-function processExists(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    // ESRCH: no such process. EPERM: it exists but belongs to someone else. Anything else: assume alive.
-    return (error as { code?: unknown }).code !== 'ESRCH';
-  }
-}
-
-/** The run folders in `root` this user owns, sorted into stale and live, by reapStaleFolders' rules. */
-export function scanFolders(root: string): RootScan {
-  const scan: RootScan = { root, stale: [], live: [] };
-  let names: string[];
-  try {
-    names = readdirSync(root);
-  } catch {
-    return scan;
-  }
-  const uid = typeof process.getuid === 'function' ? process.getuid() : undefined;
-  for (const name of names.sort()) {
-    const match = FOLDER_NAME.exec(name);
-    if (!match) continue;
-    const pid = Number(match[1]);
-    if (!Number.isSafeInteger(pid) || pid < 1 || pid > 0x7fffffff) continue;
-    const path = join(root, name);
-    try {
-      const stats = lstatSync(path);
-      if (!stats.isDirectory()) continue;
-      if (uid !== undefined && stats.uid !== uid) continue;
-    } catch {
-      continue;
-    }
-    if (pid === process.pid || processExists(pid)) scan.live.push(path);
-    else scan.stale.push(path);
-  }
-  return scan;
-}
 
 export interface CleanReport {
   dryRun: boolean;
@@ -81,7 +29,7 @@ export function clean(options: { dryRun?: boolean; tempFolder?: string }): Clean
   const roots = cleanRoots(options.tempFolder);
   const report: CleanReport = { dryRun, roots, removed: [], kept: [] };
   for (const root of roots) {
-    const scan = scanFolders(root);
+    const scan = scanRunFolders(root);
     report.removed.push(...(dryRun ? scan.stale : reapStaleFolders(root).sort()));
     // A folder listed stale may have been reaped by someone else meanwhile; live ones stay live.
     report.kept.push(...scan.live);

@@ -1,18 +1,8 @@
 /** Small formatting helpers shared by the CLI commands. */
 
-/** 1536 → "1.5 KiB"; under 1 KiB in bytes ("512 B"); -1 (unknown) → "unknown". */
-export function formatBytes(bytes: number): string {
-  if (bytes < 0) return 'unknown';
-  if (bytes < 1024) return `${bytes} B`;
-  const units = ['KiB', 'MiB', 'GiB', 'TiB', 'PiB', 'EiB'];
-  let value = bytes / 1024;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit += 1;
-  }
-  return `${value.toFixed(1)} ${units[unit]}`;
-}
+import { formatBytes } from '../transport/temp-folder.js';
+
+export { formatBytes };
 
 /** "1.5 KiB (1536 bytes)", or "512 B" when the exact count adds nothing. */
 export function formatBytesExact(bytes: number): string {

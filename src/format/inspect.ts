@@ -8,24 +8,21 @@
  * to the end of the structure is streamed; array data is never decompressed
  * (unless `checkData` asks to count it) and never allocated.
  */
-import { closeSync, constants as fsConstants, createReadStream, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, constants as fsConstants, createReadStream, fstatSync, openSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { ErrorCodes, MemjobError, describe, systemError } from '../errors.js';
+import { ErrorCodes, MemjobError, systemError } from '../errors.js';
 import { dtypeInfo, type DType } from '../memmap/dtype.js';
 import type { Order } from '../memmap/layout.js';
-import { unpackr } from './codec.js';
 import { decompressor, detectMethod, type CompressMethod } from './compression.js';
-import { HEADER_BYTES, decodeHeader, hasMagic, type Header } from './header.js';
+import { HEADER_BYTES, decodeHeader, hasMagic } from './header.js';
 import { PREFIX_MAX_BYTES, decodeHeader as decodeNpyHeader, parseHeader as parseNpyHeader, parsePrefix, type NpyContext } from './npy-header.js';
 import { StreamReader } from './stream-reader.js';
+import { notADump, parseStructure, readExactlySync, truncated, type Parsed } from './load.js';
 import {
   StructureError,
-  collectDescriptors,
   decodeValue,
-  validateSegments,
   type ArrayDescriptor,
   type ArrayKind,
-  type Segment,
 } from './structure.js';
 
 const WHERE = 'inspect';
@@ -168,7 +165,7 @@ export async function inspectFile(filename: string, options: InspectOptions = {}
     }
     size = stat.size;
     const head = Buffer.alloc(Math.min(HEADER_BYTES, size));
-    readExactly(fd, head, 0, path);
+    readExactlySync(fd, head, 0, path);
     if (hasMagic(head)) return describePlain(fd, size, head, path, limits);
     if (head.length > 0 && NPY_MAGIC.subarray(0, Math.min(head.length, NPY_MAGIC.length)).equals(head.subarray(0, NPY_MAGIC.length))) {
       return describeNpy(fd, size, head, path);
@@ -193,11 +190,6 @@ interface Limits {
   maxDepth: number;
 }
 
-interface Parsed {
-  header: Header;
-  segments: Segment[];
-  tree: unknown;
-}
 
 /** A FORMAT error for a dump, worded as load's (header.ts formatError) but from inspect. */
 function dumpError(path: string, problem: string): MemjobError {
@@ -216,34 +208,10 @@ function asMemjobError(error: unknown, path: string): MemjobError {
   return dumpError(path, `its structure is malformed (${error instanceof Error ? error.message : 'unknown error'})`);
 }
 
-function readExactly(fd: number, target: Uint8Array, position: number, path: string): void {
-  let done = 0;
-  while (done < target.length) {
-    const n = readSync(fd, target, done, target.length - done, position + done);
-    if (n === 0) throw dumpError(path, `it ended early, at byte ${position + done}`);
-    done += n;
-  }
-}
-
-/** As load's parseStructure: msgpack [segments, root], segments and descriptors validated. */
-function parseStructure(header: Header, bytes: Buffer, path: string): Parsed {
-  let decoded: unknown;
-  try {
-    decoded = unpackr.unpack(bytes);
-  } catch (error) {
-    throw dumpError(path, `its structure cannot be decoded (${(error as Error).message})`);
-  }
-  if (!Array.isArray(decoded) || decoded.length !== 2) throw new StructureError(`the structure is ${describe(decoded)}, not [segments, value]`);
-  const segments = validateSegments(decoded[0], header.dataLength, header.alignment);
-  const tree = decoded[1] as unknown;
-  collectDescriptors(tree, segments);
-  return { header, segments, tree };
-}
-
 function describePlain(fd: number, size: number, head: Buffer, path: string, limits: Limits): FileReport {
   const header = decodeHeader(head, size, path);
   const structure = Buffer.alloc(header.structureLength);
-  readExactly(fd, structure, header.structureOffset, path);
+  readExactlySync(fd, structure, header.structureOffset, path);
   const parsed = parseStructure(header, structure, path);
   return report(path, parsed, { compression: null, fileBytes: size, dataChecked: true }, limits);
 }
@@ -283,16 +251,6 @@ async function describeCompressed(path: string, size: number, method: CompressMe
     input.destroy();
   }
   return report(path, parsedOrNull, { compression: method, fileBytes: size, dataChecked: checkData }, limits);
-}
-
-function truncated(path: string, position: number): MemjobError {
-  return dumpError(path, `it is truncated: the decompressed content ends at byte ${position}`);
-}
-
-function notADump(path: string, method: CompressMethod, cause?: unknown): MemjobError {
-  const how = method === 'brotli' ? 'nor does it decompress as brotli' : `and it does not decompress as ${method}`;
-  const why = cause === undefined ? ' into one' : ` (${(cause as Error).message})`;
-  return dumpError(path, `it does not start with the memjob or numpy magic bytes, ${how}${why}`);
 }
 
 /** Stands for an array in the decoded value: decodeValue is given this instead of the data. */
@@ -469,10 +427,10 @@ function preview(value: unknown): string {
 function describeNpy(fd: number, size: number, head: Buffer, path: string): FileReport {
   const ctx: NpyContext = { where: WHERE, path };
   const prefixBytes = Buffer.alloc(Math.min(size, PREFIX_MAX_BYTES));
-  readExactly(fd, prefixBytes, 0, path);
+  readExactlySync(fd, prefixBytes, 0, path);
   const prefix = parsePrefix(prefixBytes, size, ctx);
   const textBytes = Buffer.alloc(prefix.headerBytes);
-  readExactly(fd, textBytes, prefix.headerStart, path);
+  readExactlySync(fd, textBytes, prefix.headerStart, path);
   const text = decodeNpyHeader(textBytes, prefix.encoding, ctx);
   const dataOffset = prefix.headerStart + prefix.headerBytes;
   const header = parseNpyHeader(text, dataOffset, size, ctx);

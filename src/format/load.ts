@@ -37,7 +37,7 @@ export interface LoadOptions {
   mmapMode?: LoadMmapMode | null;
 }
 
-interface Parsed {
+export interface Parsed {
   header: Header;
   segments: Segment[];
   tree: unknown;
@@ -60,7 +60,8 @@ function parseArgs(filename: unknown, options: unknown, where: string): { path: 
   return { path, mmapMode };
 }
 
-function parseStructure(header: Header, bytes: Buffer, path: string): Parsed {
+/** @internal Decodes and validates a structure (also used by inspect). */
+export function parseStructure(header: Header, bytes: Buffer, path: string): Parsed {
   let decoded: unknown;
   try {
     decoded = unpackr.unpack(bytes);
@@ -128,7 +129,7 @@ function build(parsed: Parsed, arrays: Map<number, unknown>, path: string): unkn
   }
 }
 
-function readExactlySync(fd: number, target: Uint8Array, position: number, path: string): void {
+export function readExactlySync(fd: number, target: Uint8Array, position: number, path: string): void {
   let done = 0;
   while (done < target.length) {
     const n = readSync(fd, target, done, Math.min(READ_CHUNK, target.length - done), position + done);
@@ -316,7 +317,7 @@ function decompressOrFail(bytes: Buffer, method: CompressMethod, path: string): 
   }
 }
 
-function notADump(path: string, method: CompressMethod, cause?: unknown): MemjobError {
+export function notADump(path: string, method: CompressMethod, cause?: unknown): MemjobError {
   const how = method === 'brotli' ? 'nor does it decompress as brotli' : `and it does not decompress as ${method}`;
   const why = cause === undefined ? ' into one' : ` (${(cause as Error).message})`;
   return formatError(path, `it does not start with the memjob magic bytes, ${how}${why}`);
@@ -407,7 +408,7 @@ async function loadCompressedStream(path: string, method: CompressMethod): Promi
   }
 }
 
-function truncated(path: string, position: number): MemjobError {
+export function truncated(path: string, position: number): MemjobError {
   return formatError(path, `it is truncated: the decompressed content ends at byte ${position}`);
 }
 

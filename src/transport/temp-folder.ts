@@ -199,7 +199,9 @@ function inspectRoot(source: TempRootSource, root: string, needed: number): Insp
   return { root, source, usable: true, reason: `${name}: writable, ${free}`, freeBytes };
 }
 
-function formatBytes(bytes: number): string {
+/** 1536 → "1.5 KiB"; under 1 KiB in bytes ("512 B"); negative (unknown) → "unknown". */
+export function formatBytes(bytes: number): string {
+  if (bytes < 0) return 'unknown';
   if (bytes < 1024) return `${bytes} B`;
   const units = ['KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
   let value = bytes / 1024;
@@ -367,20 +369,32 @@ function uninstallHandlers(): void {
  * symlinks, non-folders, other users' folders or other names. Returns the
  * removed paths; never throws.
  */
-export function reapStaleFolders(root: string): string[] {
-  const removed: string[] = [];
+export interface RootScan {
+  root: string;
+  /** Run folders of processes that no longer exist. */
+  stale: string[];
+  /** Run folders of processes that are alive (this one included): never removed. */
+  live: string[];
+}
+
+/**
+ * The run folders in `root` this user owns, sorted into stale and live.
+ * Symlinks, files, foreign names and other users' folders are left out.
+ */
+export function scanRunFolders(root: string): RootScan {
+  const scan: RootScan = { root, stale: [], live: [] };
   let names: string[];
   try {
     names = readdirSync(root);
   } catch {
-    return removed;
+    return scan;
   }
   const uid = typeof process.getuid === 'function' ? process.getuid() : undefined;
-  for (const name of names) {
+  for (const name of names.sort()) {
     const match = FOLDER_NAME.exec(name);
     if (!match) continue;
     const pid = Number(match[1]);
-    if (!Number.isSafeInteger(pid) || pid < 1 || pid > 0x7fffffff || pid === process.pid) continue;
+    if (!Number.isSafeInteger(pid) || pid < 1 || pid > 0x7fffffff) continue;
     const path = join(root, name);
     try {
       const stats = lstatSync(path);
@@ -389,7 +403,15 @@ export function reapStaleFolders(root: string): string[] {
     } catch {
       continue;
     }
-    if (processExists(pid)) continue;
+    if (pid === process.pid || processExists(pid)) scan.live.push(path);
+    else scan.stale.push(path);
+  }
+  return scan;
+}
+
+export function reapStaleFolders(root: string): string[] {
+  const removed: string[] = [];
+  for (const path of scanRunFolders(root).stale) {
     try {
       rmSync(path, { recursive: true, force: true });
       removed.push(path);
