@@ -386,7 +386,8 @@ function summarize(s: Samples, options: DumpBenchOptions, withJoblib: boolean): 
   return { rows, goals };
 }
 
-export async function main(): Promise<void> {
+/** Prints the table and goal lines; returns the result for bench/run.ts's report. */
+export async function main(): Promise<DumpBenchResult> {
   const options = dumpOptionsFromEnv();
   console.log('## dump\n');
   for (const line of environmentLines()) console.log(`${line}  `);
@@ -397,6 +398,7 @@ export async function main(): Promise<void> {
   console.log(formatTable(result.rows));
   console.log('');
   for (const goal of result.goals) console.log(goal);
+  return result;
 }
 
 // Also runnable on its own: npx tsx bench/dump.ts

@@ -350,7 +350,8 @@ function latencyGoal(rows: readonly BenchRow[], options: BenchOptions): string {
   );
 }
 
-export async function main(): Promise<void> {
+/** Prints the table and goal line; returns the rows for bench/run.ts's report. */
+export async function main(): Promise<BenchRow[]> {
   const options = optionsFromEnv();
   console.log('## memmap\n');
   for (const line of environmentLines()) console.log(`${line}  `);
@@ -359,6 +360,7 @@ export async function main(): Promise<void> {
   console.log(formatTable(rows));
   console.log('');
   console.log(latencyGoal(rows, options));
+  return rows;
 }
 
 // Also runnable on its own: npx tsx bench/memmap.ts

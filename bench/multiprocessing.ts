@@ -88,13 +88,31 @@ function python(): { map_per_s: number; queue_per_s: number } | string {
   return JSON.parse(result.stdout) as { map_per_s: number; queue_per_s: number };
 }
 
-export async function main(): Promise<void> {
-  console.log('## multiprocessing\n');
-  for (const line of environmentLines()) console.log(`${line}  `);
+/** The figures of one run, in items per second; `python` is the reason when Python was skipped. */
+export interface MultiprocessingResult {
+  items: number;
+  queueItems: number;
+  repeats: number;
+  threads: number;
+  processes: number;
+  queue: number;
+  python: { map_per_s: number; queue_per_s: number } | string;
+}
+
+/** Runs every measurement and returns the figures (for main(), or bench/run.ts's report). */
+export async function runMultiprocessingBench(): Promise<MultiprocessingResult> {
   const threads = await poolMap('threads');
   const processes = await poolMap('processes');
   const queue = await queueThroughput();
-  const py = python();
+  return { items: ITEMS, queueItems: QUEUE_ITEMS, repeats: REPEATS, threads, processes, queue, python: python() };
+}
+
+/** Prints the table and goal line; returns the figures for bench/run.ts's report. */
+export async function main(): Promise<MultiprocessingResult> {
+  console.log('## multiprocessing\n');
+  for (const line of environmentLines()) console.log(`${line}  `);
+  const result = await runMultiprocessingBench();
+  const { threads, processes, queue, python: py } = result;
   const fmt = (n: number) => `${Math.round(n).toLocaleString('en-US')}/s`;
   console.log('');
   console.log('| Measurement | memjob | Python multiprocessing | ratio |');
@@ -103,7 +121,7 @@ export async function main(): Promise<void> {
     console.log(`| Pool.map, ${ITEMS.toLocaleString('en-US')} tiny items, 2 threads | ${fmt(threads)} | ${py} | |`);
     console.log(`| Pool.map, ${ITEMS.toLocaleString('en-US')} tiny items, 2 processes | ${fmt(processes)} | ${py} | |`);
     console.log(`| Queue, ${QUEUE_ITEMS.toLocaleString('en-US')} items between 2 processes | ${fmt(queue)} | ${py} | |`);
-    return;
+    return result;
   }
   console.log(`| Pool.map, ${ITEMS.toLocaleString('en-US')} tiny items, 2 threads | ${fmt(threads)} | ${fmt(py.map_per_s)} (2 processes) | ${(threads / py.map_per_s).toFixed(2)}× |`);
   console.log(`| Pool.map, ${ITEMS.toLocaleString('en-US')} tiny items, 2 processes | ${fmt(processes)} | ${fmt(py.map_per_s)} | ${(processes / py.map_per_s).toFixed(2)}× |`);
@@ -111,6 +129,7 @@ export async function main(): Promise<void> {
   console.log('');
   const best = Math.max(threads, processes);
   console.log(`Goal (Pool.map at least 2x multiprocessing.Pool.map): ${best >= 2 * py.map_per_s ? 'met' : 'MISSED'} — threads ${(threads / py.map_per_s).toFixed(2)}×, processes ${(processes / py.map_per_s).toFixed(2)}× (medians of ${REPEATS}, pools started beforehand)`);
+  return result;
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) await main();

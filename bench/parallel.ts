@@ -304,7 +304,15 @@ export async function runParallelBench(options: ParallelBenchOptions = parallelO
   }
 }
 
-export async function main(): Promise<void> {
+/** What main() returns to bench/run.ts's report: the sections as printed, and the options they ran with. */
+export interface ParallelMainResult {
+  sections: Section[];
+  tools: string[];
+  options: ParallelBenchOptions;
+}
+
+/** Prints the sections; returns them for bench/run.ts's report. */
+export async function main(): Promise<ParallelMainResult> {
   const options = parallelOptionsFromEnv();
   console.log('## parallel\n');
   for (const line of environmentLines()) console.log(`${line}  `);
@@ -319,6 +327,7 @@ export async function main(): Promise<void> {
     console.log('');
     for (const line of section.lines) console.log(line);
   }
+  return { sections, tools, options };
 }
 
 // Also runnable on its own: npx tsx bench/parallel.ts
