@@ -1,21 +1,11 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Memmap, MemjobError, NDArray, dump, dumpSync, hasShareableMemory, load, loadSync, memmap, ndarray } from '../src/index.js';
-import { runTsChild, scratchDir } from './helpers.js';
+import { Memmap, NDArray, dump, dumpSync, hasShareableMemory, load, loadSync, memmap, ndarray } from '../src/index.js';
+import { failure, runTsChild, scratchDir } from './helpers.js';
 
 const scratch = scratchDir('dump');
 afterAll(() => scratch.remove());
-
-function failure(fn: () => unknown): MemjobError {
-  try {
-    fn();
-  } catch (error) {
-    expect(error).toBeInstanceOf(MemjobError);
-    return error as MemjobError;
-  }
-  throw new Error('expected a MemjobError, but nothing was thrown');
-}
 
 /** A value using every kind dump stores. */
 function sample() {

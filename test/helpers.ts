@@ -1,9 +1,11 @@
-/** Shared test helpers: scratch folders, TypeScript workers and child processes. */
+/** Shared test helpers: scratch folders, TypeScript workers and child processes, MemjobError checks. */
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
+import { expect } from 'vitest';
+import { MemjobError } from '../src/index.js';
 
 export const repoRoot = fileURLToPath(new URL('..', import.meta.url));
 
@@ -56,4 +58,15 @@ export function numpyPython(): string | null {
   const python = '/usr/bin/python3';
   const result = spawnSync(python, ['-c', 'import numpy'], { stdio: 'ignore', timeout: 60_000 });
   return result.status === 0 ? python : null;
+}
+
+/** Runs `fn`, expecting a MemjobError, and returns it for checks on its code and message. */
+export function failure(fn: () => unknown): MemjobError {
+  try {
+    fn();
+  } catch (error) {
+    expect(error).toBeInstanceOf(MemjobError);
+    return error as MemjobError;
+  }
+  throw new Error('expected a MemjobError, but nothing was thrown');
 }

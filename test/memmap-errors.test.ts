@@ -1,24 +1,14 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
-import { MemjobError, memmap, type MemmapOptions } from '../src/index.js';
-import { scratchDir } from './helpers.js';
+import { memmap, type MemmapOptions } from '../src/index.js';
+import { failure, scratchDir } from './helpers.js';
 
 const scratch = scratchDir('errors');
 afterAll(() => scratch.remove());
 
 const path = scratch.file('data.bin');
 writeFileSync(path, new Float64Array([1, 2, 3, 4])); // 32 bytes
-
-function failure(fn: () => unknown): MemjobError {
-  try {
-    fn();
-  } catch (error) {
-    expect(error).toBeInstanceOf(MemjobError);
-    return error as MemjobError;
-  }
-  throw new Error('expected a MemjobError, but nothing was thrown');
-}
 
 describe('bad input gets a MemjobError with a stable code', () => {
   it('a missing file keeps ENOENT, the syscall and the path', () => {

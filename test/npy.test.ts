@@ -16,7 +16,7 @@ import {
   type DTypeArrays,
   type LoadNpyOptions,
 } from '../src/index.js';
-import { numpyPython, scratchDir } from './helpers.js';
+import { failure, numpyPython, scratchDir } from './helpers.js';
 
 const scratch = scratchDir('npy');
 afterAll(() => scratch.remove());
@@ -52,16 +52,6 @@ function list(data: ArrayLike<number | bigint>): (number | bigint)[] {
 function mapped(value: Loaded): Memmap {
   expect(value).toBeInstanceOf(Memmap);
   return value as Memmap;
-}
-
-function failure(fn: () => unknown): MemjobError {
-  try {
-    fn();
-  } catch (error) {
-    expect(error).toBeInstanceOf(MemjobError);
-    return error as MemjobError;
-  }
-  throw new Error('expected a MemjobError, but nothing was thrown');
 }
 
 async function asyncFailure(fn: () => Promise<unknown>): Promise<MemjobError> {

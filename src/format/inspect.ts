@@ -8,16 +8,15 @@
  * to the end of the structure is streamed; array data is never decompressed
  * (unless `checkData` asks to count it) and never allocated.
  */
-import { closeSync, constants as fsConstants, createReadStream, fstatSync, openSync } from 'node:fs';
+import { closeSync, constants as fsConstants, fstatSync, openSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { ErrorCodes, MemjobError, systemError } from '../errors.js';
 import { dtypeInfo, type DType } from '../memmap/dtype.js';
 import type { Order } from '../memmap/layout.js';
-import { decompressor, detectMethod, type CompressMethod } from './compression.js';
+import { detectMethod, type CompressMethod } from './compression.js';
 import { HEADER_BYTES, decodeHeader, hasMagic } from './header.js';
 import { PREFIX_MAX_BYTES, decodeHeader as decodeNpyHeader, parseHeader as parseNpyHeader, parsePrefix, type NpyContext } from './npy-header.js';
-import { StreamReader } from './stream-reader.js';
-import { notADump, parseStructure, readExactlySync, truncated, type Parsed } from './load.js';
+import { openCompressedDump, parseStructure, readExactlySync, skipTo, type Parsed } from './load.js';
 import {
   StructureError,
   decodeValue,
@@ -217,40 +216,19 @@ function describePlain(fd: number, size: number, head: Buffer, path: string, lim
 }
 
 async function describeCompressed(path: string, size: number, method: CompressMethod, limits: Limits, checkData: boolean): Promise<FileReport> {
-  const input = createReadStream(path);
-  const output = input.pipe(decompressor(method));
-  input.on('error', (error) => output.destroy(error));
-  const reader = new StreamReader(output);
-  let parsedOrNull: Parsed | null = null;
+  const { reader, parsed, close } = await openCompressedDump(path, method);
   try {
-    const head = Buffer.alloc(HEADER_BYTES);
-    let complete: boolean;
-    try {
-      complete = await reader.readInto(head);
-    } catch (error) {
-      throw notADump(path, method, error);
-    }
-    if (!hasMagic(head)) throw notADump(path, method);
-    if (!complete) throw dumpError(path, 'its decompressed content is shorter than the header');
-    const header = decodeHeader(head, Infinity, path);
-    if (!(await reader.skip(header.structureOffset - reader.position))) throw truncated(path, reader.position);
-    const pieces = await reader.readPieces(header.structureLength);
-    if (pieces === null) throw truncated(path, reader.position);
-    const parsed = parseStructure(header, Buffer.concat(pieces), path);
     if (checkData) {
       // The stream only goes forward: count the rest without keeping it.
-      const end = header.dataOffset + header.dataLength;
-      if (!(await reader.skip(end - reader.position))) throw truncated(path, reader.position);
+      await skipTo(reader, parsed.header.dataOffset + parsed.header.dataLength, path);
     }
-    parsedOrNull = parsed;
   } catch (error) {
-    if (error instanceof MemjobError || error instanceof StructureError) throw error;
+    if (error instanceof MemjobError) throw error;
     throw dumpError(path, `it could not be decompressed as ${method} (${(error as Error).message})`);
   } finally {
-    await reader.close();
-    input.destroy();
+    await close();
   }
-  return report(path, parsedOrNull, { compression: method, fileBytes: size, dataChecked: checkData }, limits);
+  return report(path, parsed, { compression: method, fileBytes: size, dataChecked: checkData }, limits);
 }
 
 /** Stands for an array in the decoded value: decodeValue is given this instead of the data. */

@@ -358,11 +358,20 @@ export async function load(filename: string | URL, options: LoadOptions = {}): P
   }
 }
 
-async function loadCompressedStream(path: string, method: CompressMethod): Promise<unknown> {
+/**
+ * @internal A compressed dump opened as a stream, its header and structure
+ * read and checked (load and inspect). The reader is left at the end of the
+ * structure; call close() when done, whatever happens.
+ */
+export async function openCompressedDump(path: string, method: CompressMethod): Promise<{ reader: StreamReader; parsed: Parsed; close: () => Promise<void> }> {
   const input = createReadStream(path);
   const output = input.pipe(decompressor(method));
   input.on('error', (error) => output.destroy(error));
   const reader = new StreamReader(output);
+  const close = async () => {
+    await reader.close();
+    input.destroy();
+  };
   try {
     const head = Buffer.alloc(HEADER_BYTES);
     let complete: boolean;
@@ -376,7 +385,22 @@ async function loadCompressedStream(path: string, method: CompressMethod): Promi
     const header = decodeHeader(head, Infinity, path);
     await skipTo(reader, header.structureOffset, path);
     const structure = await readPiecesOrFail(reader, header.structureLength, path);
-    const parsed = parseStructure(header, Buffer.concat(structure), path);
+    return { reader, parsed: parseStructure(header, Buffer.concat(structure), path), close };
+  } catch (error) {
+    await close();
+    throw undecompressable(error, path, method);
+  }
+}
+
+function undecompressable(error: unknown, path: string, method: CompressMethod): MemjobError {
+  if (error instanceof MemjobError) return error;
+  return formatError(path, `it could not be decompressed as ${method} (${(error as Error).message})`);
+}
+
+async function loadCompressedStream(path: string, method: CompressMethod): Promise<unknown> {
+  const { reader, parsed, close } = await openCompressedDump(path, method);
+  const { header } = parsed;
+  try {
     // Read the arrays in file order: the stream only goes forward.
     const inOrder = [...parsed.descriptors].sort((a, b) => parsed.segments[a.segment]!.offset - parsed.segments[b.segment]!.offset);
     const arrays = new Map<number, unknown>();
@@ -400,11 +424,9 @@ async function loadCompressedStream(path: string, method: CompressMethod): Promi
     }
     return build(parsed, arrays, path);
   } catch (error) {
-    if (error instanceof MemjobError) throw error;
-    throw formatError(path, `it could not be decompressed as ${method} (${(error as Error).message})`);
+    throw undecompressable(error, path, method);
   } finally {
-    await reader.close();
-    input.destroy();
+    await close();
   }
 }
 
@@ -412,7 +434,7 @@ export function truncated(path: string, position: number): MemjobError {
   return formatError(path, `it is truncated: the decompressed content ends at byte ${position}`);
 }
 
-async function skipTo(reader: StreamReader, position: number, path: string): Promise<void> {
+export async function skipTo(reader: StreamReader, position: number, path: string): Promise<void> {
   if (position < reader.position) throw formatError(path, `byte ${position} comes before the read position ${reader.position}`);
   if (!(await reader.skip(position - reader.position))) throw truncated(path, reader.position);
 }
