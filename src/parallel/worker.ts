@@ -7,7 +7,7 @@
 import { parentPort } from 'node:worker_threads';
 import { ErrorCodes, MemjobError } from '../errors.js';
 import { ArgumentUnpacker } from '../transport/array-refs.js';
-import { serializeError } from '../transport/error-transport.js';
+import { cloneable, serializeError } from '../transport/error-transport.js';
 import { resolveFunction, type FunctionSpec } from '../transport/function-resolve.js';
 import { packResult } from '../transport/result-refs.js';
 import { callAt, callCount, type ToParent, type ToWorker } from './protocol.js';
@@ -90,14 +90,6 @@ function isPlain(value: unknown): boolean {
   return typeof value !== 'object' || value === null;
 }
 
-function cloneable(value: unknown): boolean {
-  try {
-    structuredClone(value);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 async function init(message: Extract<ToWorker, { type: 'init' }>): Promise<void> {
   if (message.initializer !== undefined) {

@@ -28,7 +28,8 @@ const builtins: Record<string, new (message?: string) => Error> = {
   URIError,
 };
 
-function cloneable(value: unknown): boolean {
+/** Whether structured clone (postMessage, advanced IPC) can copy `value`. */
+export function cloneable(value: unknown): boolean {
   try {
     structuredClone(value);
     return true;
