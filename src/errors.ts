@@ -31,6 +31,11 @@ export const ErrorCodes = Object.freeze({
   UNSUPPORTED_VALUE: 'MEMJOB_ERR_UNSUPPORTED_VALUE',
   /** A task function uses variables from an enclosing scope, so it cannot be sent to a worker (docs/functions.md). */
   CLOSURE: 'MEMJOB_ERR_CLOSURE',
+  /**
+   * A worker importing a task's module (or the initializer's) found that module starting workers of its own at import
+   * time: the program's entry file used as a task module without an `inWorker()` guard (Python's "bootstrapping phase" error).
+   */
+  MAIN_REENTRY: 'MEMJOB_ERR_MAIN_REENTRY',
   /** A worker died (exit, signal, crash, out of memory) while running tasks. */
   WORKER_CRASHED: 'MEMJOB_ERR_WORKER_CRASHED',
   /** A run did not finish within its `timeout`. */
@@ -65,9 +70,10 @@ export interface MemjobErrorDetails {
 export class MemjobError extends Error {
   /** `MEMJOB_ERR_*`, or Node's code for an operating-system failure (`ENOENT`, ...). */
   readonly code: MemjobErrorCode | (string & {});
-  readonly syscall?: string;
-  readonly path?: string;
-  readonly errno?: number;
+  // `declare`: set only when known, so an error prints without `syscall: undefined` lines.
+  declare readonly syscall?: string;
+  declare readonly path?: string;
+  declare readonly errno?: number;
 
   constructor(code: MemjobErrorCode | (string & {}), message: string, details: MemjobErrorDetails = {}) {
     super(message, details.cause === undefined ? undefined : { cause: details.cause });

@@ -19,6 +19,7 @@ import { describeFunction, type FunctionSpec } from '../transport/functions.js';
 import { memjobExports } from '../transport/memjob-exports.js';
 import { unpackResult } from '../transport/result-refs.js';
 import { RunFolders } from '../transport/run-folders.js';
+import { refuseMainReentry } from '../transport/worker-context.js';
 import { cpuCount } from '../system/cpu-count.js';
 
 type Fn<A extends unknown[], R> = (...args: A) => R;
@@ -81,6 +82,7 @@ export class Pool implements PoolListener {
 
   constructor(options: PoolOptions = {}) {
     const where = 'Pool';
+    refuseMainReentry('new Pool()');
     if (typeof options !== 'object' || options === null) throw invalidArg(where, 'options', 'an object', options);
     const processes = options.processes ?? cpuCount();
     if (!Number.isSafeInteger(processes) || processes < 1) throw invalidArg(where, 'processes', 'a positive integer', processes);
@@ -310,6 +312,18 @@ export class Pool implements PoolListener {
       rejectChunk(chunk, error);
     }
     this.#afterChange();
+  }
+
+  onMainReentry(_worker: PoolWorker, serialized: SerializedError): void {
+    // Every worker imports the same module and would do the same: whatever waits or runs fails with it.
+    void rebuildError(serialized).then((error) => {
+      for (const chunk of this.#queue.splice(0)) rejectChunk(chunk, error);
+      for (const [batchId, chunk] of [...this.#running]) {
+        this.#running.delete(batchId);
+        rejectChunk(chunk, error);
+      }
+      this.#afterChange();
+    });
   }
 
   onInitError(worker: PoolWorker, serialized: SerializedError): void {

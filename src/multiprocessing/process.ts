@@ -16,6 +16,7 @@ import { ArgumentPacker } from '../transport/array-refs.js';
 import { rebuildError } from '../transport/error-transport.js';
 import { describeFunction, type FunctionSpec } from '../transport/functions.js';
 import { memjobExports } from '../transport/memjob-exports.js';
+import { refuseMainReentry } from '../transport/worker-context.js';
 import { spawnWorker, type BackendKind, type WorkerHandle } from '../parallel/worker-handle.js';
 
 export interface ProcessOptions {
@@ -42,6 +43,7 @@ export class Process {
   #done: Promise<void> | undefined;
 
   constructor(options: ProcessOptions) {
+    refuseMainReentry('new Process()');
     if (typeof options !== 'object' || options === null) throw invalidArg('Process', 'options', 'an object with a "target" function', options);
     if (typeof options.target !== 'function') throw invalidArg('Process', 'target', 'a function', options.target);
     if (options.args !== undefined && !Array.isArray(options.args)) throw invalidArg('Process', 'args', 'an array', options.args);
@@ -98,7 +100,17 @@ export class Process {
       handle.onMessage((message) => {
         if (message.type === 'ready') {
           handle.post({ type: 'batch', batchId: 1, runId: 1, maxNbytes: null, fns: [fn], calls: [{ fn: 0, args }] });
-        } else if (message.type === 'batch-done') {
+        } else if (message.type === 'main-reentry' && !finished) {
+          // The target's module starts workers when imported: the call cannot run (the batch's own error may follow).
+          finished = true;
+          void rebuildError(message.error).then(async (error) => {
+            this.#error = error;
+            process.stderr.write(`${this.name}: ${error.stack ?? error.message}\n`);
+            this.#exitCode = 1;
+            await handle.terminate();
+            resolve();
+          });
+        } else if (message.type === 'batch-done' && !finished) {
           finished = true;
           void (async () => {
             if (message.error !== undefined) {

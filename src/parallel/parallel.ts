@@ -8,6 +8,7 @@
  */
 import { ErrorCodes, MemjobError } from '../errors.js';
 import { describeFunction } from '../transport/functions.js';
+import { refuseMainReentry } from '../transport/worker-context.js';
 import type { DelayedCall } from './delayed.js';
 import { resolveOptions, type ParallelOptions, type ResolvedOptions, type ReturnAs } from './options.js';
 import { WorkerPool } from './pool.js';
@@ -29,6 +30,7 @@ export class Parallel<RA extends ReturnAs = 'array'> {
   #initializedInProcess = false;
 
   constructor(options: ParallelOptions<RA> = {}) {
+    refuseMainReentry('new Parallel()');
     this.options = Object.freeze(resolveOptions(options));
   }
 
@@ -44,6 +46,7 @@ export class Parallel<RA extends ReturnAs = 'array'> {
    * its run when first iterated; leaving it early (break) stops the run.
    */
   run<T extends DelayedCall>(tasks: Iterable<T> | AsyncIterable<T>): RunOutput<RA, T> {
+    refuseMainReentry('Parallel.run()');
     if (this.options.returnAs === 'array') return this.#runToArray(tasks) as RunOutput<RA, T>;
     return this.#runToIterator(tasks, this.options.returnAs === 'unordered') as unknown as RunOutput<RA, T>;
   }

@@ -16,6 +16,8 @@ export interface PoolListener {
   onBatchDone(worker: PoolWorker, message: Extract<ToParent, { type: 'batch-done' }>): void;
   onWorkerExit(worker: PoolWorker, info: ExitInfo): void;
   onInitError(worker: PoolWorker, error: SerializedError): void;
+  /** The worker's task module started workers while being imported (MEMJOB_ERR_MAIN_REENTRY). */
+  onMainReentry(worker: PoolWorker, error: SerializedError): void;
 }
 
 export class PoolWorker {
@@ -135,6 +137,8 @@ export class WorkerPool {
         // gone even when no run is listening (one that failed before this worker finished starting).
         void this.retire(worker, false).then(() => this.#wakeWaiters());
         this.listener?.onInitError(worker, message.error);
+      } else if (message.type === 'main-reentry') {
+        this.listener?.onMainReentry(worker, message.error);
       } else {
         worker.inFlight.delete(message.batchId);
         this.listener?.onBatchDone(worker, message);

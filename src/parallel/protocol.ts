@@ -69,6 +69,8 @@ export type ToWorker =
 export type ToParent =
   | { type: 'ready' }
   | { type: 'init-error'; error: SerializedError }
+  /** The module a worker was importing tried to start workers (MEMJOB_ERR_MAIN_REENTRY): the run cannot succeed. */
+  | { type: 'main-reentry'; error: SerializedError }
   | {
       type: 'batch-done';
       batchId: number;

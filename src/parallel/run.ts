@@ -377,6 +377,10 @@ export class Run implements PoolListener {
     this.fail(error);
   }
 
+  onMainReentry(_worker: PoolWorker, serialized: SerializedError): void {
+    this.#stop(rebuildError(serialized));
+  }
+
   onInitError(worker: PoolWorker, serialized: SerializedError): void {
     this.#stop(
       rebuildError(serialized).then(

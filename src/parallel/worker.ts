@@ -6,20 +6,61 @@
  */
 import { parentPort } from 'node:worker_threads';
 import { ErrorCodes, MemjobError } from '../errors.js';
-import { ArgumentUnpacker } from '../transport/array-refs.js';
+import type { ArgumentUnpacker } from '../transport/array-refs.js';
 import { cloneable, serializeError } from '../transport/error-transport.js';
 import { resolveFunction, type FunctionSpec } from '../transport/function-resolve.js';
-import { packResult } from '../transport/result-refs.js';
+import { onMainReentry, whileImportingTaskModule } from '../transport/worker-context.js';
 import { callAt, callCount, type ToParent, type ToWorker } from './protocol.js';
 
 type Post = (message: ToParent, transfer?: ArrayBuffer[]) => void;
 
+// A child whose parent has gone (killed, say) has nobody to answer: it leaves
+// quietly instead of dying of an unhandled EPIPE 'error' event.
 const post: Post = parentPort
   ? (message, transfer) => parentPort!.postMessage(message, transfer ?? [])
-  : (message) => void process.send!(message);
+  : (message) => {
+      if (!process.connected) process.exit(0);
+      process.send!(message, undefined, {}, (error) => {
+        if (error !== null && error !== undefined) process.exit(0);
+      });
+    };
 
 const memjobExports = () => import('../index.js') as unknown as Promise<Record<string, unknown>>;
+
+/** resolveFunction inside the import context: a task module that starts workers when imported is refused (worker-context.ts). */
+function resolveInWorker(spec: FunctionSpec): Promise<(...args: unknown[]) => unknown> {
+  const what = spec.kind === 'module' ? `the module ${displayPath(spec.url)}` : 'a task function';
+  return whileImportingTaskModule(what, () => resolveFunction(spec, memjobExports));
+}
+
+function displayPath(url: string): string {
+  return url.startsWith('file:') ? decodeURIComponent(new URL(url).pathname) : url;
+}
+
+// The parent hears of a refused re-entry at once, even when the module catches the error or leaves it unhandled.
+onMainReentry((error) => post({ type: 'main-reentry', error: serializeError(error) }));
+// Already reported: an unawaited main() that the refusal rejected need not crash the worker
+// (a child process would print it). Any other unhandled rejection still crashes, as Node would.
+process.on('unhandledRejection', (reason) => {
+  if ((reason as { code?: unknown } | null)?.code === ErrorCodes.MAIN_REENTRY) return;
+  throw reason;
+});
+// Array references and result dumps (and with them the addon, msgpackr, zlib) load with the first
+// task that needs them: a worker whose tasks take and return plain values starts about 40 ms sooner.
+type ArrayTransport = [typeof import('../transport/array-refs.js'), typeof import('../transport/result-refs.js')];
+let arrayTransport: Promise<ArrayTransport> | undefined;
+const loadArrayTransport = () => (arrayTransport ??= Promise.all([import('../transport/array-refs.js'), import('../transport/result-refs.js')]));
 const unpackers = new Map<number, ArgumentUnpacker>();
+
+/** The run's unpacker (its arrays are mapped once per run), made when a call of the run first has a non-plain argument. */
+async function unpackerFor(runId: number): Promise<ArgumentUnpacker> {
+  let unpacker = unpackers.get(runId);
+  if (unpacker === undefined) {
+    const [{ ArgumentUnpacker: Unpacker }] = await loadArrayTransport();
+    unpackers.set(runId, (unpacker = new Unpacker()));
+  }
+  return unpacker;
+}
 let resultCounter = 0;
 
 async function moduleOf(spec: FunctionSpec): Promise<{ url: string; exports: Record<string, unknown> } | undefined> {
@@ -32,8 +73,6 @@ async function moduleOf(spec: FunctionSpec): Promise<{ url: string; exports: Rec
 }
 
 async function runBatch(message: Extract<ToWorker, { type: 'batch' }>): Promise<void> {
-  let unpacker = unpackers.get(message.runId);
-  if (unpacker === undefined) unpackers.set(message.runId, (unpacker = new ArgumentUnpacker()));
   const results: unknown[] = [];
   const transfer: ArrayBuffer[] = [];
   const packOptions = {
@@ -51,19 +90,19 @@ async function runBatch(message: Extract<ToWorker, { type: 'batch' }>): Promise<
     const fnIndex = single !== undefined ? single.fn : callAt(calls, index).fn;
     const spec = message.fns[fnIndex]!;
     try {
-      const fn = (fns[fnIndex] ??= await resolveFunction(spec, memjobExports));
+      const fn = (fns[fnIndex] ??= await resolveInWorker(spec));
       let value: unknown;
       if (single !== undefined) value = fn(single.values[index]);
       else {
         const call = callAt(calls, index);
-        value = fn(...(call.args.every(isPlain) ? call.args : (unpacker.unpack(call.args) as unknown[])));
+        value = fn(...(call.args.every(isPlain) ? call.args : ((await unpackerFor(message.runId)).unpack(call.args) as unknown[])));
       }
       if (value instanceof Promise || (typeof value === 'object' && value !== null && typeof (value as PromiseLike<unknown>).then === 'function')) value = await value;
       if (isPlain(value)) {
         results.push(value);
         continue;
       }
-      const packed = packResult(value, packOptions);
+      const packed = (await loadArrayTransport())[1].packResult(value, packOptions);
       results.push(packed.value);
       for (const buffer of packed.transfer) if (!transfer.includes(buffer)) transfer.push(buffer);
     } catch (error) {
@@ -95,7 +134,7 @@ async function init(message: Extract<ToWorker, { type: 'init' }>): Promise<void>
   if (message.initializer !== undefined) {
     const { fn: spec, args } = message.initializer;
     try {
-      const fn = await resolveFunction(spec, memjobExports);
+      const fn = await resolveInWorker(spec);
       await fn(...args);
     } catch (error) {
       post({ type: 'init-error', error: serializeError(error, await moduleOf(spec)) });

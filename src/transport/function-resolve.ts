@@ -29,6 +29,8 @@ export async function importExport(url: string, name: string): Promise<(...args:
     mod = (await import(url)) as Record<string, unknown>;
   } catch (error) {
     const code = (error as { code?: unknown }).code;
+    // The module refused to start workers while imported: that error is the one to report.
+    if (code === ErrorCodes.MAIN_REENTRY) throw error;
     const reason = error instanceof Error ? error.message : String(error);
     const hint =
       code === 'ERR_UNKNOWN_FILE_EXTENSION' && /\.[cm]?tsx?$/.test(url)

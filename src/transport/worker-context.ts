@@ -1,4 +1,6 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { isMainThread, workerData } from 'node:worker_threads';
+import { ErrorCodes, MemjobError } from '../errors.js';
 
 /**
  * True inside a memjob worker (a worker thread or a child process that
@@ -20,4 +22,48 @@ export function inWorker(): boolean {
   if (isMainThread) return false;
   const data: unknown = workerData;
   return typeof data === 'object' && data !== null && (data as { memjobWorker?: unknown }).memjobWorker === true;
+}
+
+/**
+ * Main-module re-entry. A worker imports the module of a task() function (and
+ * of the initializer); when that module is the program's entry file with no
+ * inWorker() guard, its top-level code would start a Parallel/Pool/Process
+ * inside the worker, whose workers import the module again: endless nesting
+ * that looks like a hang. The worker runs each such import inside this
+ * context (which follows the module's async code too, so an unawaited
+ * `main()` is caught after its first await), and starting workers inside it
+ * is refused, as Python refuses starting a process during bootstrapping.
+ */
+const importing = new AsyncLocalStorage<string>();
+let reentryReporter: ((error: MemjobError) => void) | undefined;
+
+/** In a worker: runs `load` (which imports the module behind `what`) inside the import context. */
+export function whileImportingTaskModule<T>(what: string, load: () => T): T {
+  return importing.run(what, load);
+}
+
+/** In a worker: how a refused re-entry reaches the parent at once, whatever the module does with the error. */
+export function onMainReentry(report: (error: MemjobError) => void): void {
+  reentryReporter = report;
+}
+
+/**
+ * Called wherever memjob is about to start workers (`new Parallel`, `run`,
+ * `new Pool`, `new Process`): throws MEMJOB_ERR_MAIN_REENTRY when that code
+ * runs while a worker imports a task module.
+ */
+export function refuseMainReentry(what: string): void {
+  const module = importing.getStore();
+  if (module === undefined || !inWorker()) return;
+  const error = new MemjobError(
+    ErrorCodes.MAIN_REENTRY,
+    `${what} was called inside a memjob worker while it imported ${module} to find a task function: ` +
+      'that module starts workers when it is imported, so every worker would start workers of its own, without end. ' +
+      'It is most likely the program\'s entry file used as a task module. Fix it in one of two ways: ' +
+      "move the task functions to a module of their own (tasks.ts) with no main code, and use task(new URL('./tasks.js', import.meta.url), 'name'); " +
+      "or guard the program's main code with `if (!inWorker()) { ... }` (import { inWorker } from 'memjob'), Node's `if __name__ == '__main__':`. " +
+      'See docs/functions.md',
+  );
+  reentryReporter?.(error);
+  throw error;
 }
