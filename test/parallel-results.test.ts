@@ -214,7 +214,7 @@ describe('one run at a time, warm workers, close()', () => {
     {
       await using p = new Parallel({ backend: 'processes', nJobs: 2 });
       closed = p;
-      await p.run([delayed(work)(1)]);
+      await p.run([delayed(work)(1), delayed(work)(2)]); // two tasks: both workers start
       pids = childPids().filter((pid) => !others.includes(pid));
       expect(pids.length).toBe(2);
     }

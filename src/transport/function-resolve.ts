@@ -4,10 +4,20 @@
  * does not load the source parser (acorn, periscopic) it never uses.
  */
 import { fileURLToPath } from 'node:url';
+import { runInThisContext } from 'node:vm';
 import { ErrorCodes, MemjobError, describe } from '../errors.js';
+import type { SourceOrigin } from './call-site.js';
 
 export type FunctionSpec =
-  | { kind: 'source'; source: string; name: string } // evaluated in the worker
+  | {
+      kind: 'source'; // evaluated in the worker
+      source: string;
+      name: string;
+      /** memjob exports the source uses by name (load, memmap...): the worker passes them in. */
+      memjob?: string[];
+      /** Where the function was found, for the file and line its stack frames show. */
+      origin?: SourceOrigin;
+    }
   | { kind: 'module'; url: string; name: string } // url: absolute file: URL string; name: export name
   | { kind: 'builtin'; path: string } // e.g. 'Math.sqrt', 'parseInt', 'JSON.stringify'
   | { kind: 'memjob'; name: string }; // an export of memjob's src/index.ts, e.g. 'hasShareableMemory'
@@ -55,6 +65,22 @@ function nameHelper(fn: unknown, name: string): unknown {
 
 type Callable = (...args: unknown[]) => unknown;
 
+/**
+ * Compiles a shipped source into a factory taking __name and the memjob
+ * exports it uses. The source starts on the script's second line; with its
+ * origin known, lineOffset makes stack frames show the user's file and line
+ * (`at process (/app/main.js:12:9)`) instead of "eval at ...".
+ */
+function evaluateSource(spec: Extract<FunctionSpec, { kind: 'source' }>): Callable {
+  const params = ['__name', ...(spec.memjob ?? [])].join(', ');
+  const script = `(function (${params}) { return (\n${spec.source}\n); })`;
+  const { origin } = spec;
+  const label = spec.name || 'anonymous';
+  // Without a line, frames name the file and the function, with lines counted from the function's first.
+  const filename = origin === undefined ? `memjob-task:${label}` : origin.line === undefined ? `${origin.file}#${label}` : origin.file;
+  return runInThisContext(script, { filename, lineOffset: (origin?.line ?? 1) - 2 }) as Callable;
+}
+
 const resolved = new Map<string, Promise<Callable>>();
 
 /**
@@ -79,7 +105,9 @@ export function resolveFunction(
 async function resolveUncached(spec: FunctionSpec, memjobExports: () => Promise<Readonly<Record<string, unknown>>>): Promise<Callable> {
   switch (spec.kind) {
     case 'source': {
-      const fn = new Function('__name', `return (\n${spec.source}\n);`)(nameHelper) as unknown;
+      const names = spec.memjob ?? [];
+      const exports = names.length > 0 ? await memjobExports() : {};
+      const fn = evaluateSource(spec)(nameHelper, ...names.map((name) => exports[name])) as unknown;
       if (typeof fn !== 'function') {
         throw new MemjobError(ErrorCodes.INTERNAL, `the source sent for function ${spec.name || '<anonymous>'} did not evaluate to a function`);
       }

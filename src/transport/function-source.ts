@@ -14,6 +14,8 @@ export type SourceAnalysis =
       source: string;
       /** Names the function reads but does not declare, in order of first use. */
       freeVariables: string[];
+      /** Those of freeVariables that are called (`f(...)`, `new F()`): functions, which cannot travel as arguments. */
+      calledVariables: string[];
     }
   | SourceRefusal;
 
@@ -100,7 +102,28 @@ export function analyzeFunctionSource(text: string): SourceAnalysis {
   if (root.generator === true) {
     return { ok: false, problem: 'shape', reason: 'it is a generator function (collect its values into an array and return that)' };
   }
-  return { ok: true, source, freeVariables: freeVariables(root) };
+  const free = freeVariables(root);
+  const called = calledNames(root);
+  return { ok: true, source, freeVariables: free, calledVariables: free.filter((name) => called.has(name)) };
+}
+
+/** Names called directly somewhere in the tree: `name(...)`, `new name(...)`, `name\`...\``. */
+function calledNames(root: AstNode): Set<string> {
+  const names = new Set<string>();
+  const visit = (node: AstNode): void => {
+    const callee = node.type === 'CallExpression' || node.type === 'NewExpression' ? node.callee : node.type === 'TaggedTemplateExpression' ? node.tag : undefined;
+    if (isNode(callee) && callee.type === 'Identifier') names.add(callee.name as string);
+    for (const key of Object.keys(node)) {
+      const child = node[key];
+      if (Array.isArray(child)) {
+        for (const item of child) if (isNode(item)) visit(item);
+      } else if (isNode(child)) {
+        visit(child);
+      }
+    }
+  };
+  visit(root);
+  return names;
 }
 
 function methodToFunction(text: string): { ok: true; source: string } | SourceRefusal {

@@ -9,10 +9,12 @@ import { isAbsolute } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { ErrorCodes, MemjobError, describe, invalidArg } from '../errors.js';
 import { importExport, type FunctionSpec } from './function-resolve.js';
+import { sourceOrigin } from './call-site.js';
 import { analyzeFunctionSource, isNativeSource } from './function-source.js';
 
 // The worker's half lives in function-resolve.ts, so that workers do not load the parser.
 export { resolveFunction, type FunctionSpec } from './function-resolve.js';
+export { rememberCallSite } from './call-site.js';
 
 /** A function exported by a module, referenced by URL and export name; see task(). */
 export interface TaskFunction<A extends unknown[], R> {
@@ -154,18 +156,25 @@ function quoteList(names: string[]): string {
   return quoted.length === 1 ? (quoted[0] as string) : `${quoted.slice(0, -1).join(', ')} and ${quoted[quoted.length - 1]}`;
 }
 
-function closureError(fn: Function, free: string[]): MemjobError {
+function closureError(fn: Function, free: string[], called: string[]): MemjobError {
   const label = describe(fn);
   const exportName = fn.name && /^[\p{L}_$][\p{L}\p{N}_$]*$/u.test(fn.name) ? fn.name : 'exportName';
-  const list = quoteList(free);
   const helper = free.some((n) => n.startsWith('__'))
     ? ` (a name starting with "__" is usually a helper or import rewrite that a compiler or bundler inserted)`
     : '';
+  // A value can be passed as an argument; a function cannot (MEMJOB_ERR_UNSUPPORTED_VALUE): say which is which.
+  const values = free.filter((name) => !called.includes(name));
+  const functions = free.filter((name) => called.includes(name));
+  const selfContained: string[] = [];
+  if (values.length > 0) selfContained.push(`pass ${quoteList(values)} as ${values.length === 1 ? 'an argument' : 'arguments'}`);
+  if (functions.length > 0) selfContained.push(`define ${quoteList(functions)} inside it`);
   return new MemjobError(
     ErrorCodes.CLOSURE,
-    `${label} uses ${list} from an enclosing scope${helper}, which cannot be sent to a worker. ` +
-      `Either make it self-contained (pass ${list} as ${free.length === 1 ? 'an argument' : 'arguments'}), ` +
-      `or export it from a module and use task(import.meta.url, '${exportName}')`,
+    `${label} uses ${quoteList(free)} from an enclosing scope${helper}, which cannot be sent to a worker. ` +
+      `Either make it self-contained (${selfContained.join(', and ')}), ` +
+      `or export it from a module and use task(import.meta.url, '${exportName}'). ` +
+      'A worker imports that module to find the function: keep tasks in a module of their own (tasks.ts), ' +
+      "or guard the program's main code with if (!inWorker()) { ... } (docs/functions.md)",
   );
 }
 
@@ -210,12 +219,15 @@ function computeSpec(fn: Function, memjobExports: Readonly<Record<string, unknow
     const fix = analysis.problem === 'shape' ? 'A task must be a plain or async function' : `Make it a plain function, or ${useTask}`;
     throw new MemjobError(ErrorCodes.INVALID_ARG, `${label} cannot be sent to a worker: ${analysis.reason}. ${fix}`);
   }
-  const free = analysis.freeVariables.filter((name) => !isAvailableInWorker(name));
-  if (free.length > 0) throw closureError(fn, free);
+  const needed = analysis.freeVariables.filter((name) => !isAvailableInWorker(name));
+  // memjob's own exports (load, memmap, hasShareableMemory...) are provided by the worker under their names.
+  const memjobNames = needed.filter((name) => Object.hasOwn(memjobExports, name) && name !== 'default');
+  const free = needed.filter((name) => !memjobNames.includes(name));
+  if (free.length > 0) throw closureError(fn, free, analysis.calledVariables);
   try {
     // The same text resolveFunction evaluates: catches what the parser
     // accepts but this Node does not.
-    new Function('__name', `return (\n${analysis.source}\n);`);
+    new Function('__name', ...memjobNames, `return (\n${analysis.source}\n);`);
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
     throw new MemjobError(
@@ -224,5 +236,9 @@ function computeSpec(fn: Function, memjobExports: Readonly<Record<string, unknow
       { cause: error },
     );
   }
-  return { kind: 'source', source: analysis.source, name: fn.name };
+  const spec: FunctionSpec = { kind: 'source', source: analysis.source, name: fn.name };
+  if (memjobNames.length > 0) spec.memjob = memjobNames;
+  const origin = sourceOrigin(fn, text);
+  if (origin !== undefined) spec.origin = origin;
+  return spec;
 }
