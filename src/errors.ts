@@ -1,3 +1,5 @@
+import { existsSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { getSystemErrorName } from 'node:util';
 
 /**
@@ -142,11 +144,34 @@ export function systemError(where: string, error: unknown, path?: string): Memjo
   // The addon reports a positive errno; getSystemErrorName wants it negated.
   if (typeof err.code !== 'string' && errno !== undefined) code = getSystemErrorName(-errno);
   const syscall = typeof err.syscall === 'string' ? err.syscall : undefined;
-  const reason = typeof err.message === 'string' ? err.message : String(error);
   const details: MemjobErrorDetails = { cause: error };
   if (syscall !== undefined) details.syscall = syscall;
   if (path !== undefined) details.path = path;
   if (errno !== undefined) details.errno = errno;
-  const target = path === undefined ? '' : ` '${path}'`;
-  return new MemjobError(code, `${where}: ${syscall ?? 'system call'} failed for${target}: ${reason} (${code})`, details);
+  // The path and the code are said once each; the original message stays in `cause`.
+  if (code === 'ENOENT' && path !== undefined) {
+    // Creating a file in a missing folder fails the same way as opening a missing file: name what is missing.
+    const folder = dirname(path);
+    const missing = folder !== path && !existsSync(folder) ? `the folder '${folder}'` : `'${path}'`;
+    return new MemjobError(code, `${where}: expected ${missing} to exist, but it does not (ENOENT, ${syscall ?? 'system call'})`, details);
+  }
+  const target = path === undefined ? '' : ` for '${path}'`;
+  return new MemjobError(code, `${where}: ${syscall ?? 'system call'} failed${target}: ${osReason(err.message, code, syscall)} (${code})`, details);
+}
+
+/**
+ * The operating system's words alone, without what Node's fs message
+ * (`ENOENT: no such file or directory, open '/p'`) or the addon's
+ * (`mmap failed: Cannot allocate memory`) repeats around them.
+ */
+function osReason(message: unknown, code: string, syscall: string | undefined): string {
+  if (typeof message !== 'string') return 'unknown error';
+  let reason = message;
+  if (reason.startsWith(`${code}: `)) reason = reason.slice(code.length + 2);
+  if (syscall !== undefined) {
+    if (reason.startsWith(`${syscall} failed: `)) reason = reason.slice(syscall.length + 9);
+    const tail = reason.lastIndexOf(`, ${syscall}`);
+    if (tail > 0) reason = reason.slice(0, tail);
+  }
+  return reason;
 }

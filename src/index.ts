@@ -23,7 +23,7 @@ export type { LoadNpyOptions } from './format/npy.js';
 export { cpuCount } from './system/cpu-count.js';
 export { chooseTempRoot as chooseTempFolder } from './transport/temp-folder.js';
 export type { TempRootChoice as TempFolderChoice } from './transport/temp-folder.js';
-export { task } from './transport/functions.js';
+export { task } from './transport/typed-task.js';
 export type { TaskFunction } from './transport/functions.js';
 export { inWorker } from './transport/worker-context.js';
 export { Parallel } from './parallel/parallel.js';

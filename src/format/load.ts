@@ -225,7 +225,11 @@ function loadFromBytes(bytes: Buffer, path: string): unknown {
   return build(parsed, arrays, path);
 }
 
-/** Synchronous load(). A compressed file is decompressed whole in memory (the async load streams it). */
+/**
+ * Synchronous load(). A compressed file is decompressed whole in memory (the async load streams it).
+ * `loadSync<T>()` is a cast, not a check, as load<T>().
+ */
+export function loadSync<T = unknown>(filename: string | URL, options?: LoadOptions): T;
 export function loadSync(filename: string | URL, options: LoadOptions = {}): unknown {
   const where = 'loadSync';
   const { path, mmapMode } = parseArgs(filename, options, where);
@@ -326,8 +330,10 @@ export function notADump(path: string, method: CompressMethod, cause?: unknown):
 /**
  * Reads a dump back. Without `mmapMode`, every array is read into memory the
  * caller owns; with it, every array is a view on the file (zero copy), and a
- * dumped Memmap comes back as a Memmap.
+ * dumped Memmap comes back as a Memmap. `load<T>()` types the result as the
+ * caller expects it: a cast, not a check (the file is what it is).
  */
+export async function load<T = unknown>(filename: string | URL, options?: LoadOptions): Promise<T>;
 export async function load(filename: string | URL, options: LoadOptions = {}): Promise<unknown> {
   const where = 'load';
   const { path, mmapMode } = parseArgs(filename, options, where);

@@ -21,6 +21,23 @@ export interface DTypeArrays {
 
 export type DType = keyof DTypeArrays;
 export type TypedArray = DTypeArrays[DType];
+/**
+ * The dtype a TypedArray type holds, as dtypeOfArray() finds it at run time
+ * (a Uint8Array is uint8; bool is only chosen explicitly). TypeScript tells
+ * the arrays apart by their `Symbol.toStringTag` literal types.
+ */
+export type DTypeOfArray<T extends TypedArray> =
+  T extends Int8Array ? 'int8'
+  : T extends Int16Array ? 'int16'
+  : T extends Int32Array ? 'int32'
+  : T extends BigInt64Array ? 'int64'
+  : T extends Uint8Array ? 'uint8'
+  : T extends Uint16Array ? 'uint16'
+  : T extends Uint32Array ? 'uint32'
+  : T extends BigUint64Array ? 'uint64'
+  : T extends Float32Array ? 'float32'
+  : T extends Float64Array ? 'float64'
+  : never;
 /** What one element reads as: a number, or a bigint for the 64-bit integer dtypes. */
 export type DTypeScalar<D extends DType> = D extends 'int64' | 'uint64' ? bigint : D extends 'bool' ? boolean : number;
 

@@ -4,12 +4,12 @@
  * share the mapping; `.data` is created lazily, so a view of a huge file costs
  * nothing until its own window is read.
  */
-import { inspect } from 'node:util';
 import { ErrorCodes, MemjobError, describe } from '../errors.js';
 import { maxViewBytes, type Advice } from '../native.js';
 import { dtypeInfo, type DType, type DTypeArrays, type DTypeInfo, type DTypeScalar } from './dtype.js';
 import type { FileMapping } from './file-mapping.js';
 import { contiguity, elementOffset, extent, normalizeSlice, sizeOf, type Order } from './layout.js';
+import { arrayRepr, inspectCustom, quote } from './repr.js';
 
 export type MemmapMode = 'r' | 'r+' | 'w+' | 'c';
 
@@ -255,9 +255,15 @@ export class Memmap<D extends DType = DType> {
     this.close();
   }
 
-  [inspect.custom](): string {
-    const state = this.closed ? ', closed' : '';
-    return `Memmap(${this.dtype}, shape=[${this.shape.join(', ')}], mode='${this.mode}', offset=${this.offset}, file='${this.filename}'${state})`;
+  /** numpy's repr: `memmap([0., 1., 2.], dtype=float64, mode='r', file='/data/x.f64')`; reads only the elements shown. */
+  toString(): string {
+    const extras = [`mode='${this.mode}'`, ...(this.offset === 0 ? [] : [`offset=${this.offset}`]), `file=${quote(this.filename)}`];
+    const read = this.closed ? null : (index: readonly number[]) => this.get(...index);
+    return arrayRepr({ name: 'memmap', dtype: this.dtype, shape: this.shape, read, extras });
+  }
+
+  [inspectCustom](): string {
+    return this.toString();
   }
 
   #checkOpen(): void {

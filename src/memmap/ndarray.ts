@@ -5,10 +5,19 @@
  * when a flat TypedArray is not enough. The data may live in ordinary memory
  * or in a file mapping (then hasShareableMemory(ndarray) is true).
  */
-import { inspect } from 'node:util';
 import { ErrorCodes, MemjobError, describe } from '../errors.js';
-import { dtypeInfo, dtypeOfArray, parseDType, type DType, type DTypeArrays, type DTypeScalar } from './dtype.js';
+import {
+  dtypeInfo,
+  dtypeOfArray,
+  parseDType,
+  type DType,
+  type DTypeArrays,
+  type DTypeOfArray,
+  type DTypeScalar,
+  type TypedArray,
+} from './dtype.js';
 import { contiguousStrides, elementOffset, parseOrder, parseShape, sizeOf, type Order } from './layout.js';
+import { arrayRepr, inspectCustom } from './repr.js';
 
 export interface NDArrayOptions<D extends DType = DType> {
   /** Default: the data's length, as a 1-d array. */
@@ -82,8 +91,13 @@ export class NDArray<D extends DType = DType> {
     (this.data as unknown as (number | bigint)[])[at] = typeof value === 'boolean' ? Number(value) : (value as number | bigint);
   }
 
-  [inspect.custom](): string {
-    return `NDArray<${this.dtype}> shape=[${this.shape.join(', ')}] order=${this.order}`;
+  /** numpy's repr: `ndarray([[0., 1., 2.], [3., 4., 5.]], dtype=float64)`, elements in index order whatever `order`. */
+  toString(): string {
+    return arrayRepr({ name: 'ndarray', dtype: this.dtype, shape: this.shape, read: (index) => this.get(...index) });
+  }
+
+  [inspectCustom](): string {
+    return this.toString();
   }
 
   #position(index: readonly number[], where: string): number {
@@ -91,7 +105,13 @@ export class NDArray<D extends DType = DType> {
   }
 }
 
-/** Wraps a TypedArray as an NDArray: `ndarray(new Float64Array(6), { shape: [2, 3] })`. */
+/**
+ * Wraps a TypedArray as an NDArray: `ndarray(new Float64Array(6), { shape: [2, 3] })`
+ * is an `NDArray<'float64'>`; the dtype comes from the array's type unless
+ * `dtype` is given (`{ dtype: 'bool' }` over a Uint8Array).
+ */
+export function ndarray<T extends TypedArray>(data: T, options?: NDArrayOptions<DTypeOfArray<T>>): NDArray<DTypeOfArray<T>>;
+export function ndarray<D extends DType>(data: DTypeArrays[D], options: NDArrayOptions<D> & { dtype: D }): NDArray<D>;
 export function ndarray<D extends DType>(data: DTypeArrays[D], options: NDArrayOptions<D> = {}): NDArray<D> {
   return new NDArray(data, options);
 }

@@ -10,6 +10,7 @@
  */
 import { ErrorCodes, MemjobError, invalidArg } from '../errors.js';
 import { isDelayedCall, type DelayedCall } from '../parallel/delayed.js';
+import { warnManyWorkers } from '../parallel/options.js';
 import { WorkerPool, type PoolListener, type PoolWorker } from '../parallel/pool.js';
 import { callAt, callCount, compactCalls, type CallMessage, type FlatCalls, type ToParent } from '../parallel/protocol.js';
 import type { BackendKind, ExitInfo } from '../parallel/worker-handle.js';
@@ -21,13 +22,9 @@ import { unpackResult } from '../transport/result-refs.js';
 import { RunFolders } from '../transport/run-folders.js';
 import { refuseMainReentry } from '../transport/worker-context.js';
 import { cpuCount } from '../system/cpu-count.js';
+import { collectItems, collector, deferreds, parseItems, streamResults, type Sink } from './pool-io.js';
 
 type Fn<A extends unknown[], R> = (...args: A) => R;
-/** Hears how each call of one submission ended (index: the call's position in that submission). */
-interface Sink {
-  resolve(index: number, value: unknown): void;
-  reject(index: number, error: unknown): void;
-}
 
 export interface PoolOptions {
   /** Workers; default cpuCount(). */
@@ -78,6 +75,8 @@ export class Pool implements PoolListener {
   #closed = false;
   #terminated = false;
   #idle: (() => void)[] = [];
+  /** imap streams still reading an AsyncIterable: join() waits for them too. */
+  #feeding = 0;
   #pumping = false;
 
   constructor(options: PoolOptions = {}) {
@@ -86,6 +85,7 @@ export class Pool implements PoolListener {
     if (typeof options !== 'object' || options === null) throw invalidArg(where, 'options', 'an object', options);
     const processes = options.processes ?? cpuCount();
     if (!Number.isSafeInteger(processes) || processes < 1) throw invalidArg(where, 'processes', 'a positive integer', processes);
+    warnManyWorkers(where, 'processes', processes);
     const backend = options.backend ?? 'threads';
     if (backend !== 'threads' && backend !== 'processes') throw invalidArg(where, 'backend', "'threads' or 'processes'", backend);
     const maxTasks = options.maxTasksPerChild;
@@ -105,37 +105,45 @@ export class Pool implements PoolListener {
   }
 
   /** Python's map: results in input order. `chunksize` defaults to Python's heuristic. */
-  map<A, R>(fn: Fn<[A], R>, items: Iterable<A>, options: ChunkOptions = {}): Promise<Awaited<R>[]> {
-    const list = [...items];
+  map<A, R>(fn: Fn<[A], R>, items: Iterable<A> | AsyncIterable<A>, options: ChunkOptions = {}): Promise<Awaited<R>[]> {
+    const list = parseItems(items, 'Pool.map');
+    // An AsyncIterable is read to its end first: 'auto' chunks need the count.
+    if (!Array.isArray(list)) return collectItems(list).then((all) => this.map(fn, all as A[], options));
     const { sink, all } = collector(list.length);
     this.#submit(fn, list, false, this.#chunksize(options, list.length, 'map'), sink);
     return all as Promise<Awaited<R>[]>;
   }
 
   /** map() with each item spread as the arguments: starmap(add, [[1, 2], [3, 4]]). */
-  starmap<A extends unknown[], R>(fn: Fn<A, R>, items: Iterable<A>, options: ChunkOptions = {}): Promise<Awaited<R>[]> {
-    const list = [...items];
+  starmap<A extends unknown[], R>(fn: Fn<A, R>, items: Iterable<A> | AsyncIterable<A>, options: ChunkOptions = {}): Promise<Awaited<R>[]> {
+    const list = parseItems(items, 'Pool.starmap');
+    if (!Array.isArray(list)) return collectItems(list).then((all) => this.starmap(fn, all as A[], options));
     const { sink, all } = collector(list.length);
     this.#submit(fn, list, true, this.#chunksize(options, list.length, 'starmap'), sink);
     return all as Promise<Awaited<R>[]>;
   }
 
   /** Python's map_async: the same as map(), which is already asynchronous. */
-  mapAsync<A, R>(fn: Fn<[A], R>, items: Iterable<A>, options: ChunkOptions = {}): Promise<Awaited<R>[]> {
+  mapAsync<A, R>(fn: Fn<[A], R>, items: Iterable<A> | AsyncIterable<A>, options: ChunkOptions = {}): Promise<Awaited<R>[]> {
     return this.map(fn, items, options);
   }
 
-  /** Results in input order, each as soon as it and those before it are done. Default chunksize 1, as Python. */
-  async *imap<A, R>(fn: Fn<[A], R>, items: Iterable<A>, options: ChunkOptions = {}): AsyncIterableIterator<Awaited<R>> {
-    const list = [...items];
+  /**
+   * Results in input order, each as soon as it and those before it are done. Default chunksize 1, as Python.
+   * An AsyncIterable's items are submitted as they arrive.
+   */
+  async *imap<A, R>(fn: Fn<[A], R>, items: Iterable<A> | AsyncIterable<A>, options: ChunkOptions = {}): AsyncIterableIterator<Awaited<R>> {
+    const list = parseItems(items, 'Pool.imap');
+    if (!Array.isArray(list)) return yield* this.#stream(fn, list, options, true) as AsyncGenerator<Awaited<R>>;
     const { sink, promises } = deferreds(list.length);
     this.#submit(fn, list, false, this.#chunksize(options, list.length, 'imap'), sink);
     for (const promise of promises) yield (await promise) as Awaited<R>;
   }
 
-  /** Results in completion order. */
-  async *imapUnordered<A, R>(fn: Fn<[A], R>, items: Iterable<A>, options: ChunkOptions = {}): AsyncIterableIterator<Awaited<R>> {
-    const list = [...items];
+  /** Results in completion order. An AsyncIterable's items are submitted as they arrive. */
+  async *imapUnordered<A, R>(fn: Fn<[A], R>, items: Iterable<A> | AsyncIterable<A>, options: ChunkOptions = {}): AsyncIterableIterator<Awaited<R>> {
+    const list = parseItems(items, 'Pool.imapUnordered');
+    if (!Array.isArray(list)) return yield* this.#stream(fn, list, options, false) as AsyncGenerator<Awaited<R>>;
     const { sink, promises } = deferreds(list.length);
     this.#submit(fn, list, false, this.#chunksize(options, list.length, 'imap'), sink);
     const pending = new Map(promises.map((promise, i) => [i, promise.then((value) => ({ i, value }))]));
@@ -166,7 +174,7 @@ export class Pool implements PoolListener {
   /** Waits for every submitted task, then stops the workers. Call close() first, as in Python. */
   async join(): Promise<void> {
     if (!this.#closed && !this.#terminated) throw new MemjobError(ErrorCodes.INVALID_ARG, 'Pool.join: call close() (or terminate()) first, as in Python');
-    while (this.#queue.length > 0 || this.#running.size > 0) await new Promise<void>((resolve) => this.#idle.push(resolve));
+    while (this.#queue.length > 0 || this.#running.size > 0 || this.#feeding > 0) await new Promise<void>((resolve) => this.#idle.push(resolve));
     await this.#shutdown();
   }
 
@@ -201,15 +209,35 @@ export class Pool implements PoolListener {
     return chunksize;
   }
 
+  /** The function's reference, if this pool takes work now. */
+  #accept(fn: unknown, streamed: boolean): FunctionSpec {
+    // A stream begun before close() goes on feeding, as Python's imap has taken its whole input; terminate() ends it.
+    if (streamed && this.#terminated) throw new MemjobError(ErrorCodes.CANCELLED, 'Pool.terminate: the pool was terminated before these items were submitted');
+    if (this.#closed && !streamed) throw new MemjobError(ErrorCodes.BUSY, 'Pool: the pool was closed; no more tasks can be submitted');
+    if (typeof fn !== 'function') throw invalidArg('Pool', 'fn', 'a function', fn);
+    return describeFunction(fn, memjobExports());
+  }
+
+  /** imap over an AsyncIterable: checks now, as for an array, then submits chunks as items arrive. */
+  #stream(fn: unknown, source: AsyncIterable<unknown>, options: ChunkOptions, ordered: boolean): AsyncGenerator<unknown, void, undefined> {
+    const chunksize = this.#chunksize(options, 1, 'imap');
+    this.#accept(fn, false);
+    return streamResults(source, chunksize, ordered, {
+      submit: (items, sink) => this.#submit(fn, items, false, chunksize, sink, true),
+      feeding: (delta) => {
+        this.#feeding += delta;
+        if (delta < 0) this.#afterChange();
+      },
+    });
+  }
+
   /**
    * Queues one call per item, in chunks; `sink` hears how each ended. With
    * `spread` each item is an argument list (starmap, apply), otherwise the
    * single argument (map, imap).
    */
-  #submit(fn: unknown, items: readonly unknown[], spread: boolean, chunksize: number, sink: Sink): void {
-    if (this.#closed) throw new MemjobError(ErrorCodes.BUSY, 'Pool: the pool was closed; no more tasks can be submitted');
-    if (typeof fn !== 'function') throw invalidArg('Pool', 'fn', 'a function', fn);
-    const spec = describeFunction(fn, memjobExports());
+  #submit(fn: unknown, items: readonly unknown[], spread: boolean, chunksize: number, sink: Sink, streamed = false): void {
+    const spec = this.#accept(fn, streamed);
     // One packer per call: an array is dumped once for all the tasks of this call, and again in a later call (it may have changed).
     const packer = new ArgumentPacker({ maxNbytes: this.#maxNbytes, mmapMode: 'r', folders: this.#folders });
     for (let start = 0; start < items.length; start += chunksize) {
@@ -235,7 +263,8 @@ export class Pool implements PoolListener {
     this.#pumping = true;
     try {
       while (this.#queue.length > 0 && !this.#terminated) {
-        this.#workers.fill();
+        // One chunk per worker at a time: no more workers than chunks queued or running (4 items start 4, whatever `processes`).
+        this.#workers.fill(this.#queue.length + this.#running.size);
         const worker = this.#workers.pick(PER_WORKER);
         if (worker === undefined) {
           if (this.#workers.starting()) {
@@ -366,35 +395,4 @@ function rejectChunk(chunk: Chunk, error: unknown): void {
 
 function isPlain(value: unknown): boolean {
   return typeof value !== 'object' || value === null;
-}
-
-/** A sink that fills one array: a single Promise for a whole map, nothing allocated per item. */
-function collector(n: number): { sink: Sink; all: Promise<unknown[]> } {
-  const results = new Array<unknown>(n);
-  let remaining = n;
-  let settle!: { resolve: (values: unknown[]) => void; reject: (error: unknown) => void };
-  const all = new Promise<unknown[]>((resolve, reject) => (settle = { resolve, reject }));
-  if (n === 0) settle.resolve(results);
-  const sink: Sink = {
-    resolve(index, value) {
-      results[index] = value;
-      if (--remaining === 0) settle.resolve(results);
-    },
-    reject(_index, error) {
-      settle.reject(error); // the first error wins, as in Python's map
-    },
-  };
-  return { sink, all };
-}
-
-/** One Promise per call, for imap and apply. */
-function deferreds(n: number): { sink: Sink; promises: Promise<unknown>[] } {
-  const settlers: { resolve: (value: unknown) => void; reject: (error: unknown) => void }[] = [];
-  const promises = Array.from({ length: n }, () => new Promise<unknown>((resolve, reject) => settlers.push({ resolve, reject })));
-  for (const promise of promises) promise.catch(() => undefined); // each is the caller's to observe
-  const sink: Sink = {
-    resolve: (index, value) => settlers[index]!.resolve(value),
-    reject: (index, error) => settlers[index]!.reject(error),
-  };
-  return { sink, promises };
 }

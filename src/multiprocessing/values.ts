@@ -27,18 +27,41 @@ export function parseValueDType(value: unknown, where: string): DType {
 
 const atomicDTypes: ReadonlySet<DType> = new Set(['int8', 'uint8', 'int16', 'uint16', 'int32', 'uint32', 'int64', 'uint64']);
 
-function toStored(dtype: DType, value: unknown, where: string): number | bigint {
-  if (dtype === 'int64' || dtype === 'uint64') {
-    if (typeof value === 'bigint') return value;
-    if (typeof value === 'number' && Number.isSafeInteger(value)) return BigInt(value);
-    throw invalidArg(where, 'value', `a bigint (or a safe integer) for ${dtype}`, value);
-  }
+/** The integers each integer dtype holds, as bigints so that the 64-bit bounds are exact. */
+const integerRanges: Partial<Record<DType, readonly [bigint, bigint]>> = {
+  int8: [-(2n ** 7n), 2n ** 7n - 1n], uint8: [0n, 2n ** 8n - 1n],
+  int16: [-(2n ** 15n), 2n ** 15n - 1n], uint16: [0n, 2n ** 16n - 1n],
+  int32: [-(2n ** 31n), 2n ** 31n - 1n], uint32: [0n, 2n ** 32n - 1n],
+  int64: [-(2n ** 63n), 2n ** 63n - 1n], uint64: [0n, 2n ** 64n - 1n],
+};
+
+/**
+ * Checks a value before it is stored. A TypedArray would coerce silently
+ * (1.5 -> 1, 2 ** 40 -> 0 in an int32), so integer dtypes refuse fractions
+ * and values outside their range. An add()'s delta may also be negative for
+ * an unsigned dtype (a decrement); the sum wraps, as the CPU's atomic add does.
+ */
+function toStored(dtype: DType, value: unknown, where: string, name = 'value'): number | bigint {
   if (dtype === 'bool') {
     if (typeof value === 'boolean') return Number(value);
-    throw invalidArg(where, 'value', 'a boolean', value);
+    throw invalidArg(where, name, 'a boolean (bool)', value);
   }
-  if (typeof value !== 'number') throw invalidArg(where, 'value', `a number for ${dtype}`, value);
-  return value;
+  const range = integerRanges[dtype];
+  if (range === undefined) {
+    if (typeof value !== 'number') throw invalidArg(where, name, `a number (${dtype})`, value);
+    return value;
+  }
+  const wide = dtype === 'int64' || dtype === 'uint64';
+  const [min, max] = name === 'delta' && range[0] === 0n ? [-range[1], range[1]] : range;
+  const integer =
+    typeof value === 'bigint' ? (wide ? value : undefined)
+    : typeof value === 'number' && Number.isSafeInteger(value) ? BigInt(value)
+    : undefined;
+  if (integer === undefined || integer < min || integer > max) {
+    const kind = wide ? 'a bigint (or a safe integer)' : 'an integer';
+    throw invalidArg(where, name, `${kind} from ${min} to ${max} (${dtype})`, value);
+  }
+  return wide ? integer : Number(integer);
 }
 
 function fromStored<D extends DType>(dtype: D, raw: number | bigint): DTypeScalar<D> {
@@ -75,7 +98,7 @@ abstract class SharedData<D extends DType> {
         `${where}: add() is atomic for integer dtypes only, and this one is ${this.dtype}; use getLock().withLock(() => x.set(x.get() + d))`,
       );
     }
-    const stored = toStored(this.dtype, delta, where);
+    const stored = toStored(this.dtype, delta, where, 'delta');
     const old = Atomics.add(this.array as never, index, stored as never) as number | bigint;
     // Atomics.add returns the old value; return the new one, wrapped as the dtype wraps it.
     const wrapped = new (dtypeInfo(this.dtype).arrayType)(1) as unknown as (number | bigint)[];
@@ -94,7 +117,7 @@ export class Value<D extends DType = DType> extends SharedData<D> {
   constructor(dtype: D | string, initial?: DTypeScalar<D>, existing?: SharedFile) {
     const parsed = parseValueDType(dtype, 'Value') as D;
     super(parsed, 1, 'value', existing);
-    if (existing === undefined && initial !== undefined) this.set(initial);
+    if (existing === undefined && initial !== undefined) this.#store(initial, 'Value', 'initial');
   }
 
   get(): DTypeScalar<D> {
@@ -104,8 +127,12 @@ export class Value<D extends DType = DType> extends SharedData<D> {
   }
 
   set(value: DTypeScalar<D>): void {
-    this.file.check('Value.set');
-    const stored = toStored(this.dtype, value, 'Value.set');
+    this.#store(value, 'Value.set', 'value');
+  }
+
+  #store(value: unknown, where: string, name: string): void {
+    this.file.check(where);
+    const stored = toStored(this.dtype, value, where, name);
     if (atomicDTypes.has(this.dtype)) Atomics.store(this.array as never, 0, stored as never);
     else (this.array as unknown as (number | bigint)[])[0] = stored;
   }
@@ -147,7 +174,7 @@ export class SharedArray<D extends DType = DType> extends SharedData<D> {
     super(parsed, length as number, 'array', existing);
     this.length = length as number;
     if (existing === undefined && typeof sizeOrValues !== 'number') {
-      for (let i = 0; i < this.length; i++) this.set(i, sizeOrValues[i]!);
+      for (let i = 0; i < this.length; i++) this.array[i] = toStored(this.dtype, sizeOrValues[i], 'SharedArray', `sizeOrValues[${i}]`) as never;
     }
   }
 

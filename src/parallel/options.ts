@@ -5,7 +5,7 @@
 import type { ResourceLimits } from 'node:worker_threads';
 import { ErrorCodes, MemjobError, describe, invalidArg } from '../errors.js';
 import type { LoadMmapMode } from '../format/load.js';
-import { parseNJobs } from '../system/cpu-count.js';
+import { cpuCount, parseNJobs } from '../system/cpu-count.js';
 import { inWorker } from '../transport/worker-context.js';
 import { isDelayedCall, type DelayedCall } from './delayed.js';
 import type { ProgressCallback } from './progress.js';
@@ -122,6 +122,7 @@ export function resolveOptions(options: ParallelOptions): ResolvedOptions {
     else if (typeof options.initializer === 'function') initializer = { fn: options.initializer, args: [] } as unknown as DelayedCall;
     else throw invalidArg(where, 'initializer', 'a function or delayed(fn)(...args)', options.initializer);
   }
+  if (backend !== 'sequential') warnManyWorkers(where, 'nJobs', nJobs);
   return {
     nJobs,
     backend,
@@ -142,4 +143,27 @@ export function resolveOptions(options: ParallelOptions): ResolvedOptions {
 
 export function notDelayed(index: number, value: unknown): MemjobError {
   return new MemjobError(ErrorCodes.INVALID_ARG, `${where}.run: expected delayed(fn)(...args) at index ${index}, received ${describe(value)}`);
+}
+
+/** Workers per CPU above which a pool is almost surely a mistake (nJobs: 1000 for a handful of tasks). */
+const MANY_WORKERS_PER_CPU = 4;
+let warnedManyWorkers = false;
+
+/**
+ * Warns once per process when a pool is asked for more than 4 workers per
+ * CPU: each worker is a thread with its own V8 heap or a whole process, and
+ * 1000 of them took 3.9 GB and 26 s to start on 2 cores. Pools never start
+ * more workers than the tasks they know of, so this is a warning, not an error.
+ */
+export function warnManyWorkers(where: string, option: string, workers: number): void {
+  if (warnedManyWorkers || workers <= MANY_WORKERS_PER_CPU) return; // cpuCount() reads cgroup files: only when it can matter
+  const cpus = cpuCount();
+  if (workers <= MANY_WORKERS_PER_CPU * cpus) return;
+  warnedManyWorkers = true;
+  process.emitWarning(`${where}: ${option} ${workers} is more than ${MANY_WORKERS_PER_CPU} workers per CPU (cpuCount() is ${cpus})`, {
+    code: 'MEMJOB_MANY_WORKERS',
+    detail:
+      'Each worker is a thread with its own V8 heap, or a process; memjob starts no more of them than there are tasks in an array input, ' +
+      `but a long or unbounded input starts all ${workers}. One per CPU is Parallel's nJobs: -1, and Pool's default.`,
+  });
 }

@@ -52,9 +52,14 @@ export class WorkerPool {
     readonly spawnOptions: SpawnOptions,
   ) {}
 
-  /** Starts workers until there are `size` live ones. */
-  fill(): void {
-    while (this.workers.length < this.size) this.#spawn();
+  /**
+   * Starts workers until there are `size` live ones, or `wanted` when fewer:
+   * a caller that knows how many tasks exist never starts a worker that
+   * could get none (nJobs 1000 for 4 tasks starts 4).
+   */
+  fill(wanted: number = this.size): void {
+    const target = Math.min(this.size, wanted);
+    while (this.workers.length < target) this.#spawn();
   }
 
   /** Resolves at the next change in who can take work: a worker became ready, or one exited. */

@@ -8,7 +8,8 @@ import cliProgress from 'cli-progress';
 export type ProgressCallback = (done: number, total: number | undefined) => void;
 
 export interface ProgressReporter {
-  start(): void;
+  /** `total` is known at the start for an array input. */
+  start(total?: number): void;
   /** `done` tasks have completed; `total` is known once the input is exhausted. */
   update(done: number, total: number | undefined, dispatched: number): void;
   finish(done: number): void;
@@ -65,26 +66,36 @@ class VerboseReporter implements ProgressReporter {
   }
 }
 
+// Until the input is exhausted the total is not known: the bar shows a count,
+// not a percentage of a guess (a first frame of `100% | 0/0` would be a lie).
+const KNOWN_TOTAL = '{bar} {percentage}% | {value}/{total} tasks | {duration_formatted} elapsed, ETA {eta_formatted}';
+const COUNT_ONLY = '{value} tasks done | {duration_formatted} elapsed';
+
 class BarReporter implements ProgressReporter {
   readonly #bar = new cliProgress.SingleBar(
-    { stream: process.stderr, format: '{bar} {percentage}% | {value}/{total} tasks | {duration_formatted} elapsed, ETA {eta_formatted}', hideCursor: true },
+    {
+      stream: process.stderr,
+      format: (options, params, payload: { totalKnown?: boolean }) =>
+        cliProgress.Format.Formatter({ ...options, format: payload.totalKnown === true ? KNOWN_TOTAL : COUNT_ONLY }, params, payload),
+      hideCursor: true,
+    },
     cliProgress.Presets.shades_classic,
   );
-  #total = 0;
+  #total: number | undefined;
 
-  start(): void {
-    this.#bar.start(0, 0);
+  start(total?: number): void {
+    this.#total = total;
+    this.#bar.start(total ?? 0, 0, { totalKnown: total !== undefined });
   }
 
-  update(done: number, total: number | undefined, dispatched: number): void {
-    const known = total ?? dispatched;
-    if (known !== this.#total) this.#bar.setTotal((this.#total = known));
-    this.#bar.update(done);
+  update(done: number, total: number | undefined): void {
+    if (total !== undefined && total !== this.#total) this.#bar.setTotal((this.#total = total));
+    this.#bar.update(done, { totalKnown: this.#total !== undefined });
   }
 
   finish(done: number): void {
-    this.#bar.setTotal(done);
-    this.#bar.update(done);
+    this.#bar.setTotal((this.#total = done));
+    this.#bar.update(done, { totalKnown: true });
     this.#bar.stop();
   }
 }
@@ -100,8 +111,8 @@ class CallbackReporter implements ProgressReporter {
 
 class Reporters implements ProgressReporter {
   constructor(readonly all: ProgressReporter[]) {}
-  start(): void {
-    for (const r of this.all) r.start();
+  start(total?: number): void {
+    for (const r of this.all) r.start(total);
   }
   update(done: number, total: number | undefined, dispatched: number): void {
     for (const r of this.all) r.update(done, total, dispatched);

@@ -133,7 +133,7 @@ export class Run implements PoolListener {
 
   start(): Promise<void> {
     const { signal, timeout } = this.options;
-    this.#progress.start();
+    this.#progress.start(this.knownTotal);
     if (signal?.aborted) {
       this.fail(abortError(signal));
       return this.done;
@@ -266,7 +266,7 @@ export class Run implements PoolListener {
           this.#pending = await this.#collect();
           if (this.#pending === undefined || this.#finished) break;
         }
-        pool.fill();
+        pool.fill(this.knownTotal); // an array input: no more workers than tasks
         const worker = pool.pick(PER_WORKER);
         if (worker === undefined) {
           // Workers still starting will take work when ready: wait for that, not in a loop.
