@@ -24,21 +24,23 @@ interface Addon {
 }
 
 // src/native.ts and dist/native.js both sit one folder below the package
-// root, where node-gyp-build looks for prebuilds/ and build/.
-const packageRoot = fileURLToPath(new URL('..', import.meta.url));
+// root. node-gyp-build looks in native/ for build/ (a local build) and then
+// prebuilds/ (the shipped binaries); binding.gyp lives there too, because a
+// binding.gyp at the package root makes npm compile on install.
+const addonDir = fileURLToPath(new URL('../native/', import.meta.url));
 
 function loadAddon(): Addon {
   try {
     const require = createRequire(import.meta.url);
     const nodeGypBuild = require('node-gyp-build') as (dir: string) => Addon;
-    return nodeGypBuild(packageRoot);
+    return nodeGypBuild(addonDir);
   } catch (cause) {
     throw new MemjobError(
       ErrorCodes.NATIVE_LOAD,
-      `memjob: the native mapping addon could not be loaded from ${packageRoot} (no prebuild for ` +
-        `${process.platform}-${process.arch} and no build/ folder). npm 11 skips a dependency's install ` +
-        `script until it is approved: run "npm install-scripts approve memjob && npm rebuild memjob" ` +
-        `(needs Python 3, make and a C++ compiler); see native-notes/README.md. Cause: ${(cause as Error).message}`,
+      `memjob: the native mapping addon could not be loaded from ${addonDir}: expected a prebuilt binary ` +
+        `for ${process.platform}-${process.arch} (memjob ships linux-x64 and linux-arm64, glibc) or a build/ folder. ` +
+        `Build it from source once, in your project: "npm explore memjob -- npm run build:native" ` +
+        `(needs Python 3, make and a C++17 compiler); see native-notes/README.md. Cause: ${(cause as Error).message}`,
       { cause },
     );
   }

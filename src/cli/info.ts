@@ -54,7 +54,7 @@ async function addonInfo(): Promise<InfoReport['addon']> {
   try {
     const require = createRequire(import.meta.url);
     const nodeGypBuild = require('node-gyp-build') as { resolve(dir: string): string };
-    addon.path = nodeGypBuild.resolve(packageRoot);
+    addon.path = nodeGypBuild.resolve(resolve(packageRoot, 'native'));
   } catch (error) {
     addon.error = errorInfo(error);
   }
