@@ -5,8 +5,8 @@
  * `cat FILE > /dev/null` of the same file in the same run. It reports wall
  * time, throughput, and the peak anonymous memory (RssAnon) of every process.
  *
- *   npx tsx --conditions=source bench/bigger-than-ram.ts                 # 32 GiB in tmp/
- *   npx tsx --conditions=source bench/bigger-than-ram.ts --size 40G --path /data/big.f64 --backend processes
+ *   npm run build:dev && node build-dev/bench/bigger-than-ram.js         # 32 GiB in tmp/
+ *   node build-dev/bench/bigger-than-ram.js --size 40G --path /data/big.f64 --backend processes
  *
  * Goals: throughput at least 0.8x cat's; RssAnon under 256 MiB in every process.
  * It refuses to start when the disk lacks room, and removes the file at the end
@@ -16,8 +16,8 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, statSync, statfsSync, writeSync } from 'node:fs';
 import { totalmem } from 'node:os';
 import { dirname, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Parallel, delayed, memmap, type Memmap } from 'memjob';
+import { repoRoot } from './paths.js';
 
 function flag(name: string, fallback: string): string {
   const at = process.argv.indexOf(`--${name}`);
@@ -29,7 +29,7 @@ function parseSize(text: string): number {
   return Math.floor(Number(match[1]) * { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3, T: 1024 ** 4 }[match[2]!.toUpperCase() as 'G']);
 }
 
-const repo = fileURLToPath(new URL('..', import.meta.url));
+const repo = repoRoot;
 const path = resolve(flag('path', `${repo}/tmp/bigger-than-ram.f64`));
 const backend = flag('backend', 'threads') as 'threads' | 'processes';
 // Chunks of 8,000,000 values (64 MB): a multiple of the pattern's period, so every chunk is the same.

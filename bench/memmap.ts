@@ -16,10 +16,11 @@
 import { closeSync, ftruncateSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { pathToFileURL } from 'node:url';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { memmap } from '../src/index.js';
+import { memmap } from 'memjob';
+import { repoRoot } from './paths.js';
 
 const KiB = 1024;
 const MiB = 1024 ** 2;
@@ -98,7 +99,7 @@ export async function runMemmapBench(options: BenchOptions = optionsFromEnv()): 
     const shm = mkdtempSync('/dev/shm/memjob-bench-');
     folders.push(shm);
     // The large sparse file lives on disk: /dev/shm is a RAM-sized tmpfs.
-    const disk = mkdtempSync(join(fileURLToPath(new URL('../tmp/', import.meta.url)), 'memjob-bench-'));
+    const disk = mkdtempSync(join(repoRoot, 'tmp', 'memjob-bench-'));
     folders.push(disk);
 
     const rows: BenchRow[] = [];
@@ -363,7 +364,7 @@ export async function main(): Promise<BenchRow[]> {
   return rows;
 }
 
-// Also runnable on its own: npx tsx bench/memmap.ts
+// Also runnable on its own: node build-dev/bench/memmap.js (after npm run build:dev)
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
   await main();
 }

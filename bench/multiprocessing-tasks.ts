@@ -1,5 +1,5 @@
 // Producer and consumer for bench/multiprocessing.ts's Queue throughput, shipped with task().
-import type { Queue, Value } from '../src/index.js';
+import type { Queue, Value } from 'memjob';
 
 export async function produce(queue: Queue<number>, n: number): Promise<void> {
   for (let i = 0; i < n; i++) await queue.put(i);

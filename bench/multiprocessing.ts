@@ -8,17 +8,18 @@
  *    producer and a consumer Process), beside multiprocessing.Queue.
  *
  *   npm run bench -- multiprocessing
- *   BENCH_MP_ITEMS=20000 npx tsx --conditions=source bench/multiprocessing.ts
+ *   BENCH_MP_ITEMS=20000 node build-dev/bench/multiprocessing.js   (after npm run build:dev)
  */
 import { spawnSync } from 'node:child_process';
-import { Pool, Process, Queue, Value, task } from '../src/index.js';
+import { Pool, Process, Queue, Value, task } from 'memjob';
 import { environmentLines } from './memmap.js';
+import { sibling } from './paths.js';
 
 const ITEMS = Number(process.env.BENCH_MP_ITEMS ?? 100_000);
 const QUEUE_ITEMS = Number(process.env.BENCH_MP_QUEUE_ITEMS ?? 100_000);
 const REPEATS = Number(process.env.BENCH_REPEATS ?? 3);
 const PYTHON = process.env.BENCH_PYTHON ?? '/usr/bin/python3';
-const tasks = new URL('./multiprocessing-tasks.ts', import.meta.url);
+const tasks = sibling('multiprocessing-tasks');
 
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 

@@ -5,8 +5,9 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import type { ParallelBenchOptions } from './parallel.js';
+import { benchSources, sibling } from './paths.js';
 
 const KiB = 1024;
 const MiB = 1024 ** 2;
@@ -158,7 +159,7 @@ export class Scratch {
   }
 }
 
-const joblibScript = fileURLToPath(new URL('./parallel_joblib.py', import.meta.url));
+const joblibScript = join(benchSources, 'parallel_joblib.py');
 
 /** Runs bench/parallel_joblib.py with `args`; resolves to its JSON output, rejects with its stderr. */
 export function runJoblib<T>(scratch: Scratch, python: string, args: string[]): Promise<T> {
@@ -190,7 +191,7 @@ export type Backend = 'threads' | 'processes';
 export const backends: readonly Backend[] = ['threads', 'processes'];
 
 /** piscina's worker module (the same no-op). */
-export const piscinaWorker = new URL('./parallel-piscina-worker.ts', import.meta.url).href;
+export const piscinaWorker = sibling('parallel-piscina-worker').href;
 
 /** What every part of bench/parallel.ts gets. */
 export interface Context {

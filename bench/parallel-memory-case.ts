@@ -11,7 +11,7 @@
  */
 import { createInterface } from 'node:readline';
 import { Worker } from 'node:worker_threads';
-import { Parallel, delayed } from '../src/index.js';
+import { Parallel, delayed } from 'memjob';
 import { chunkBounds, period } from './parallel-common.js';
 
 export interface MemoryCase {

@@ -22,6 +22,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { checkChunkSums, formatBytes, formatGoalRatio, formatMs, formatRatio, markdownTable, median, verdict, type Scratch } from './parallel-common.js';
 import type { MemoryCase } from './parallel-memory-case.js';
+import { sibling } from './paths.js';
 
 export interface MemoryOptions {
   bytes: number;
@@ -30,7 +31,7 @@ export interface MemoryOptions {
   jobs: number[];
 }
 
-const caseScript = fileURLToPath(new URL('./parallel-memory-case.ts', import.meta.url));
+const caseScript = fileURLToPath(sibling('parallel-memory-case'));
 const sampleMs = 20;
 /** Baseline: the median of the samples over this long, once the case's workers are idle. */
 const baselineMs = 300;

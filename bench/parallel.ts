@@ -4,10 +4,10 @@
  *   1. seed 000's workload, 10,000 tasks: sequential vs nJobs 2 (threads, processes)
  *   2. 100,000 no-op tasks with auto batching: tasks per second
  *   3. one 1 GiB Float64Array given to 16 chunk-sum tasks: peak memory of the process tree
- *   4. cold start: new Parallel({ nJobs: 2 }) to the first result of a 1-task run
+ *   4. cold start: new Parallel({ nJobs: 2 }) to the first result of a 1-task run (and of a 2-task run)
  *
  *   npm run bench -- parallel                 # full sizes (about 1.5 minutes)
- *   BENCH_QUICK=1 npx tsx bench/parallel.ts   # small sizes, one round (about 25 s)
+ *   BENCH_QUICK=1 node build-dev/bench/parallel.js   # small sizes, one round (about 25 s; after npm run build:dev)
  *
  * Environment (counts are whole numbers; BENCH_BYTES takes K, M, G suffixes, base 1024):
  *   BENCH_QUICK                  1: quick defaults for everything below
@@ -35,7 +35,7 @@ import { createRequire } from 'node:module';
 import { availableParallelism, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { Parallel, delayed } from '../src/index.js';
+import { Parallel, delayed } from 'memjob';
 import { environmentLines, optionsFromEnv } from './memmap.js';
 import {
   Scratch, backends, formatBytes, formatCount, formatGoalRatio, formatMs, formatRatio, listMs, markdownTable, median, noop, piscinaWorker, runJoblib, verdict,
@@ -64,6 +64,8 @@ export interface ParallelBenchOptions {
 
 // The issue's goals.
 const speedupGoal = 1.9;
+/** With worker start included (a newcomer's first run): issue 10's goal. */
+const coldSpeedupGoal = 1.5;
 const vsJoblibGoal = 2;
 const vsPiscinaGoal = 5;
 
@@ -151,7 +153,7 @@ async function seedSection(ctx: Context): Promise<Section> {
   const figures = (speedups: number[]) => backends.map((b, i) => `${b} ${formatGoalRatio(speedups[i]!)}`).join(', ');
   const lines = [
     `Goal (speedup ≥ ${speedupGoal} with nJobs 2, workers started): ${verdict(warm.every((s) => s >= speedupGoal))} — ${figures(warm)}`,
-    `Goal (speedup ≥ ${speedupGoal} with nJobs 2, worker start included): ${verdict(cold.every((s) => s >= speedupGoal))} — ${figures(cold)}`,
+    `Goal (speedup ≥ ${coldSpeedupGoal} with nJobs 2, worker start included): ${verdict(cold.every((s) => s >= coldSpeedupGoal))} — ${figures(cold)}`,
   ];
   if (ctx.joblibSkipped === undefined) {
     const m = ctx.options.joblibSeedTasks;
@@ -330,7 +332,7 @@ export async function main(): Promise<ParallelMainResult> {
   return { sections, tools, options };
 }
 
-// Also runnable on its own: npx tsx bench/parallel.ts
+// Also runnable on its own: node build-dev/bench/parallel.js (after npm run build:dev)
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
   await main();
 }

@@ -6,14 +6,15 @@
  * so; nothing is filled in.
  */
 import { readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import type { DumpBenchResult } from './dump.js';
 import { environmentLines, type BenchRow } from './memmap.js';
 import type { MultiprocessingResult } from './multiprocessing.js';
 import type { ParallelMainResult } from './parallel.js';
+import { benchSources } from './paths.js';
 import { barChartSvg, type BarChart } from './svg.js';
 
-const benchDir = fileURLToPath(new URL('./', import.meta.url));
+const benchDir = benchSources;
 const GiB = 1024 ** 3;
 
 /** What one benchmark module produced in this run. */
@@ -220,15 +221,15 @@ export function writeReport(input: ReportInput): { markdown: string; charts: str
     body.push(output.printed.trimEnd(), '');
     for (const [file, chart] of chartsFor(output)) {
       if (chart.bars.length === 0) continue;
-      writeFileSync(`${benchDir}${file}`, barChartSvg(chart));
+      writeFileSync(join(benchDir, file), barChartSvg(chart));
       charts.push(file);
       body.push(`![${chart.title.replace(/[[\]]/g, '')}](${file})`, '');
     }
   }
   for (const file of readdirSync(benchDir)) {
-    if (/^chart-.*\.svg$/.test(file) && !charts.includes(file)) rmSync(`${benchDir}${file}`);
+    if (/^chart-.*\.svg$/.test(file) && !charts.includes(file)) rmSync(join(benchDir, file));
   }
   const markdown = [...head, ...body].join('\n').trimEnd() + '\n';
-  writeFileSync(`${benchDir}results.md`, markdown);
+  writeFileSync(join(benchDir, 'results.md'), markdown);
   return { markdown, charts };
 }

@@ -36,7 +36,7 @@ const variables = Object.keys(process.env)
 const invocation =
   process.env.npm_lifecycle_event === 'bench'
     ? `npm run bench${wanted.length > 0 ? ` -- ${wanted.join(' ')}` : ''}`
-    : ['npx tsx bench/run.ts', ...wanted].join(' ');
+    : [import.meta.url.endsWith('.ts') ? 'npx tsx bench/run.ts' : 'node build-dev/bench/run.js', ...wanted].join(' ');
 const command = [...variables, invocation].join(' ');
 
 // What each benchmark prints goes to the terminal as before, and is kept for the report.

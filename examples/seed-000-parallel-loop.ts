@@ -4,7 +4,7 @@
  *   Python:  Parallel(n_jobs=-1)(delayed(process)(i) for i in range(10000))
  *   memjob:  await new Parallel({ nJobs: -1 }).run(items.map((i) => delayed(process)(i)))
  *
- * Run: npx tsx --conditions=source examples/seed-000-parallel-loop.ts
+ * Run: npm run build:dev && node build-dev/examples/seed-000-parallel-loop.js
  */
 import { Parallel, cpuCount, delayed } from 'memjob';
 

@@ -5,7 +5,7 @@
  * 2. dump a large array once, reopen it memory-mapped, and let workers work
  *    on slices of it: they receive file references, never copies.
  *
- * Run: npx tsx --conditions=source examples/seed-001-sqrt-and-memmap.ts
+ * Run: npm run build:dev && node build-dev/examples/seed-001-sqrt-and-memmap.js
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';

@@ -2,7 +2,7 @@
  * Seed 002: Pool.imap keeps the input order; Pool.imapUnordered yields each
  * result as soon as it is ready.
  *
- * Run: npx tsx --conditions=source examples/seed-002-imap-ordering.ts
+ * Run: npm run build:dev && node build-dev/examples/seed-002-imap-ordering.js
  */
 import { Pool } from 'memjob';
 

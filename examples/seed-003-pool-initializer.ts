@@ -3,7 +3,7 @@
  * worker (here: importing a module and building a lookup table), then many
  * small tasks that use it, with a progress counter as results arrive.
  *
- * Run: npx tsx --conditions=source examples/seed-003-pool-initializer.ts
+ * Run: npm run build:dev && node build-dev/examples/seed-003-pool-initializer.js
  */
 import { Pool, delayed } from 'memjob';
 

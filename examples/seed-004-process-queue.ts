@@ -2,7 +2,7 @@
  * Seed 004: a producer and a consumer Process joined by a bounded Queue, for
  * data too big to hold at once, with a shared Value the consumer adds into.
  *
- * Run: npx tsx --conditions=source examples/seed-004-process-queue.ts
+ * Run: npm run build:dev && node build-dev/examples/seed-004-process-queue.js
  */
 import { Process, Queue, Value } from 'memjob';
 
