@@ -43,7 +43,7 @@ import {
 } from './parallel-common.js';
 import { coldSection } from './parallel-cold.js';
 import { runMemoryBench } from './parallel-memory.js';
-import { checkSeed, process as seedProcess } from './parallel-seed.js';
+import { bareHalves, checkSeed, process as seedProcess } from './parallel-seed.js';
 
 const parts = ['seed', 'noop', 'memory', 'cold'] as const;
 type Part = (typeof parts)[number];
@@ -108,9 +108,9 @@ export function parallelOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): Pa
 async function seedSection(ctx: Context): Promise<Section> {
   const { seedTasks: n, rounds } = ctx.options;
   const calls = () => Array.from({ length: n }, (_, i) => delayed(seedProcess)(i));
-  const samples: Record<string, number[]> = { sequential: [], 'threads cold': [], 'threads warm': [], 'processes cold': [], 'processes warm': [] };
+  const samples: Record<string, number[]> = { sequential: [], ceiling: [], 'threads cold': [], 'threads warm': [], 'processes cold': [], 'processes warm': [] };
   for (let i = 0; i < 200; i++) seedProcess(i); // compiles it in this thread before the timed loop
-  const steps = ['sequential', ...backends] as const;
+  const steps = ['sequential', 'ceiling', ...backends] as const;
   for (let round = 0; round < rounds; round++) {
     // Rotate the order, so no case always runs first.
     for (const step of steps.map((_, i) => steps[(i + round) % steps.length]!)) {
@@ -122,6 +122,10 @@ async function seedSection(ctx: Context): Promise<Section> {
         for (let i = 0; i < n; i++) results[i] = seedProcess(i);
         samples.sequential!.push(performance.now() - start);
         checkSeed('sequential loop', results, n);
+        continue;
+      }
+      if (step === 'ceiling') {
+        samples.ceiling!.push(await bareHalves(n));
         continue;
       }
       const start = performance.now();
@@ -143,7 +147,10 @@ async function seedSection(ctx: Context): Promise<Section> {
   const row = (label: string, tasks: number, s: number[], base: number, note: string) => [
     label, formatCount(tasks), formatMs(median(s)), formatRatio(base / median(s)), `${listMs(s)}; ${note}`,
   ];
-  const rows = [row('sequential loop in the parent', n, samples.sequential!, sequential, 'a plain for loop calling process(i)')];
+  const rows = [
+    row('sequential loop in the parent', n, samples.sequential!, sequential, 'a plain for loop calling process(i)'),
+    row('2 bare worker_threads, half each', n, samples.ceiling!, sequential, 'warm, no pool: the ceiling for 2 workers on this machine now'),
+  ];
   for (const b of backends) {
     rows.push(row(`memjob ${b}, nJobs 2, first run`, n, samples[`${b} cold`]!, sequential, 'new Parallel → results: includes starting 2 workers'));
     rows.push(row(`memjob ${b}, nJobs 2, second run`, n, samples[`${b} warm`]!, sequential, 'the same Parallel again: workers already warm'));
@@ -154,6 +161,8 @@ async function seedSection(ctx: Context): Promise<Section> {
   const lines = [
     `Goal (speedup ≥ ${speedupGoal} with nJobs 2, workers started): ${verdict(warm.every((s) => s >= speedupGoal))} — ${figures(warm)}`,
     `Goal (speedup ≥ ${coldSpeedupGoal} with nJobs 2, worker start included): ${verdict(cold.every((s) => s >= coldSpeedupGoal))} — ${figures(cold)}`,
+    `Ceiling: 2 bare worker threads reached ${formatGoalRatio(sequential / median(samples.ceiling!))} in this run; memjob's warm runs reached ` +
+      `${backends.map((b, i) => `${b} ${((100 * warm[i]!) / (sequential / median(samples.ceiling!))).toFixed(0)}%`).join(', ')} of it (no goal)`,
   ];
   if (ctx.joblibSkipped === undefined) {
     const m = ctx.options.joblibSeedTasks;

@@ -215,6 +215,8 @@ describe('one run at a time, warm workers, close()', () => {
       await using p = new Parallel({ backend: 'processes', nJobs: 2 });
       closed = p;
       await p.run([delayed(work)(1), delayed(work)(2)]); // two tasks: both workers start
+      // One worker may have run both tasks while the other was still starting (forked, not yet running worker.js).
+      await waitFor(() => childPids().filter((pid) => !others.includes(pid)).length === 2, 10_000, 'both workers');
       pids = childPids().filter((pid) => !others.includes(pid));
       expect(pids.length).toBe(2);
     }

@@ -307,7 +307,9 @@ export class Run implements PoolListener {
         fnIndex.set(spec, (fn = batch.fns.length));
         batch.fns.push(spec);
       }
-      batch.calls.push({ fn, args: this.#packer.pack(call.args) as unknown[] });
+      // Plain arguments (numbers, strings...) need no walk: a seed-size run makes 10,000 of these calls.
+      const args = (call.args.every(isPlainArg) ? call.args : this.#packer.pack(call.args)) as unknown[];
+      batch.calls.push({ fn, args });
       batch.indices.push(this.#dispatched++);
     }
     return batch.calls.length === 0 || this.#finished ? undefined : batch;
@@ -388,6 +390,10 @@ export class Run implements PoolListener {
       ),
     );
   }
+}
+
+function isPlainArg(value: unknown): boolean {
+  return typeof value !== 'object' || value === null;
 }
 
 /** A batch whose arguments structured clone cannot copy (a function, a symbol, ...): names the first such task. */
