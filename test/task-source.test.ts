@@ -15,10 +15,11 @@ const throwLine = readFileSync(fixture, 'utf8').split('\n').findIndex((line) => 
 
 describe('source-shipped functions, run by plain node from the built package', () => {
   for (const backend of ['threads', 'processes']) {
-    it(`${backend}: memjob's exports used by name work in the worker; a thrown error's stack names the file and line`, () => {
+    it(`${backend}: memjob's exports used by name and import() work in the worker; a thrown error's stack names the file and line`, () => {
       const out = execFileSync(process.execPath, [fixture, backend], { cwd: repoRoot, encoding: 'utf8', timeout: 60_000 });
-      const { exportsResult, stack } = JSON.parse(out) as { exportsResult: unknown; stack: string };
+      const { exportsResult, importResult, stack } = JSON.parse(out) as { exportsResult: unknown; importResult: unknown; stack: string };
       expect(exportsResult).toEqual([[true, 4.5]]); // loadSync mapped the dump, hasShareableMemory saw the mapping
+      expect(importResult).toEqual(['function']); // import() works inside a shipped function
       expect(throwLine).toBeGreaterThan(0);
       expect(stack).toContain(`at throwsHere (${fixture}:${throwLine}:`);
       expect(stack).not.toContain('eval at');

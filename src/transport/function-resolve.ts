@@ -3,8 +3,7 @@
  * turning a FunctionSpec back into a callable. Kept apart so that a worker
  * does not load the source parser (acorn, periscopic) it never uses.
  */
-import { fileURLToPath } from 'node:url';
-import { runInThisContext } from 'node:vm';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { ErrorCodes, MemjobError, describe } from '../errors.js';
 import type { SourceOrigin } from './call-site.js';
 
@@ -67,18 +66,23 @@ type Callable = (...args: unknown[]) => unknown;
 
 /**
  * Compiles a shipped source into a factory taking __name and the memjob
- * exports it uses. The source starts on the script's second line; with its
- * origin known, lineOffset makes stack frames show the user's file and line
- * (`at process (/app/main.js:12:9)`) instead of "eval at ...".
+ * exports it uses. new Function, not node:vm: code from vm cannot use
+ * dynamic import() without an experimental flag. A `//# sourceURL` names the
+ * user's file in stack frames instead of "eval at ..."; with the function's
+ * line known, blank lines ahead of the source put its frames on the file's
+ * own lines (`at process (/app/main.js:12:9)`).
  */
 function evaluateSource(spec: Extract<FunctionSpec, { kind: 'source' }>): Callable {
-  const params = ['__name', ...(spec.memjob ?? [])].join(', ');
-  const script = `(function (${params}) { return (\n${spec.source}\n); })`;
   const { origin } = spec;
   const label = spec.name || 'anonymous';
-  // Without a line, frames name the file and the function, with lines counted from the function's first.
-  const filename = origin === undefined ? `memjob-task:${label}` : origin.line === undefined ? `${origin.file}#${label}` : origin.file;
-  return runInThisContext(script, { filename, lineOffset: (origin?.line ?? 1) - 2 }) as Callable;
+  // The body of a new Function starts on line 3 of its code (lines 1 and 2 hold the header).
+  const line = origin?.line !== undefined && origin.line >= 3 ? origin.line : undefined;
+  const where = origin === undefined ? `memjob-task:${label}` : line === undefined ? `${origin.file}#${label}` : origin.file;
+  // A sourceURL ends at white space: such paths go as file: URLs.
+  const url = /\s/.test(where) && where.startsWith('/') ? pathToFileURL(where).href : where;
+  const lead = line === undefined ? '' : '\n'.repeat(line - 3);
+  const body = `${lead}return (${spec.source}\n);\n//# sourceURL=${url}`;
+  return new Function('__name', ...(spec.memjob ?? []), body) as Callable;
 }
 
 const resolved = new Map<string, Promise<Callable>>();
