@@ -19,6 +19,7 @@ import { rebuildError, type SerializedError } from '../transport/error-transport
 import { describeFunction, type FunctionSpec } from '../transport/functions.js';
 import { memjobExports } from '../transport/memjob-exports.js';
 import { unpackResult } from '../transport/result-refs.js';
+import { parseMaxNbytes, parseTempFolder } from '../transport/options.js';
 import { RunFolders } from '../transport/run-folders.js';
 import { refuseMainReentry } from '../transport/worker-context.js';
 import { cpuCount } from '../system/cpu-count.js';
@@ -37,8 +38,8 @@ export interface PoolOptions {
   backend?: BackendKind;
   /** Replace a worker after it has run this many tasks (Python's maxtasksperchild). Default: never. */
   maxTasksPerChild?: number;
-  /** Arrays larger than this travel as memory-mapped dumps. Default 1 MiB; null: never. */
-  maxNbytes?: number | null;
+  /** Arrays larger than this travel as memory-mapped dumps: bytes, or a string such as '1M'. Default 1 MiB; null: never. */
+  maxNbytes?: number | string | null;
   /** Root for the pool's temp folder (default: as Parallel chooses). */
   tempFolder?: string;
 }
@@ -92,14 +93,14 @@ export class Pool implements PoolListener {
     if (maxTasks !== undefined && !(Number.isSafeInteger(maxTasks) && maxTasks > 0)) throw invalidArg(where, 'maxTasksPerChild', 'a positive integer', maxTasks);
     this.processes = processes;
     this.#maxTasksPerChild = maxTasks;
-    this.#maxNbytes = options.maxNbytes === undefined ? 1024 * 1024 : options.maxNbytes;
+    this.#maxNbytes = parseMaxNbytes(where, options.maxNbytes);
     let initializer: { fn: FunctionSpec; args: unknown[] } | undefined;
     if (options.initializer !== undefined) {
       const call = isDelayedCall(options.initializer) ? options.initializer : { fn: options.initializer, args: options.initargs ?? [] };
       if (typeof call.fn !== 'function') throw invalidArg(where, 'initializer', 'a function or delayed(fn)(...args)', options.initializer);
       initializer = { fn: describeFunction(call.fn, memjobExports()), args: [...call.args] };
     }
-    this.#folders = new RunFolders(options.tempFolder);
+    this.#folders = new RunFolders(parseTempFolder(where, options.tempFolder));
     this.#workers = new WorkerPool(backend, processes, initializer, {});
     this.#workers.listener = this;
   }

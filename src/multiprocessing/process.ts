@@ -16,6 +16,7 @@ import { ArgumentPacker } from '../transport/array-refs.js';
 import { rebuildError } from '../transport/error-transport.js';
 import { describeFunction, type FunctionSpec } from '../transport/functions.js';
 import { memjobExports } from '../transport/memjob-exports.js';
+import { parseMaxNbytes } from '../transport/options.js';
 import { refuseMainReentry } from '../transport/worker-context.js';
 import { spawnWorker, type BackendKind, type WorkerHandle } from '../parallel/worker-handle.js';
 
@@ -27,8 +28,8 @@ export interface ProcessOptions {
   name?: string;
   /** 'processes' (default, as Python) or 'threads'. */
   backend?: BackendKind;
-  /** Arrays larger than this go by memory-mapped reference. Default 1 MiB. */
-  maxNbytes?: number | null;
+  /** Arrays larger than this go by memory-mapped reference: bytes, or a string such as '1M'. Default 1 MiB; null: never. */
+  maxNbytes?: number | string | null;
 }
 
 let counter = 0;
@@ -36,6 +37,7 @@ let counter = 0;
 export class Process {
   readonly name: string;
   readonly #options: ProcessOptions;
+  readonly #maxNbytes: number | null;
   #handle: WorkerHandle | undefined;
   #folder: RunFolder | undefined;
   #exitCode: number | null = null;
@@ -49,6 +51,7 @@ export class Process {
     if (options.args !== undefined && !Array.isArray(options.args)) throw invalidArg('Process', 'args', 'an array', options.args);
     const backend = options.backend ?? 'processes';
     if (backend !== 'processes' && backend !== 'threads') throw invalidArg('Process', 'backend', "'processes' or 'threads'", backend);
+    this.#maxNbytes = parseMaxNbytes('Process', options.maxNbytes);
     this.#options = { ...options, backend };
     this.name = options.name ?? `Process-${++counter}`;
   }
@@ -83,7 +86,7 @@ export class Process {
 
   async #run(fn: FunctionSpec): Promise<void> {
     const packer = new ArgumentPacker({
-      maxNbytes: this.#options.maxNbytes === undefined ? 1024 * 1024 : this.#options.maxNbytes,
+      maxNbytes: this.#maxNbytes,
       mmapMode: 'r',
       folders: {
         current: (needed) => (this.#folder ??= createRunFolder(chooseTempRoot(undefined, needed).root)),

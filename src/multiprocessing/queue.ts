@@ -17,6 +17,7 @@ import { setTimeout as sleepAsync } from 'node:timers/promises';
 import { deserialize, serialize } from 'node:v8';
 import { ErrorCodes, MemjobError, invalidArg } from '../errors.js';
 import { ArgumentPacker, ArgumentUnpacker, REF } from '../transport/array-refs.js';
+import { parseMaxNbytes } from '../transport/options.js';
 import { Lock } from './lock.js';
 import { SharedFile } from './shared-file.js';
 import { SHARED_REF, registerShared, type SharedRef } from './shared-ref.js';
@@ -38,8 +39,8 @@ export interface QueueOptions {
   maxsize?: number;
   /** Bytes of the shared ring buffer. Default 16 MiB. */
   capacity?: number;
-  /** Arrays larger than this travel as memory-mapped dumps. Default 1 MiB. */
-  maxNbytes?: number;
+  /** Arrays larger than this travel as memory-mapped dumps: bytes, or a string such as '1M'. Default 1 MiB. */
+  maxNbytes?: number | string;
 }
 
 export interface QueueWaitOptions {
@@ -73,7 +74,8 @@ export class Queue<T = unknown> {
     const capacity = options.capacity ?? 16 * 1024 * 1024;
     if (!Number.isSafeInteger(maxsize) || maxsize < 0) throw invalidArg(where, 'maxsize', 'a non-negative integer (0: unbounded)', maxsize);
     if (!Number.isSafeInteger(capacity) || capacity < 4096) throw invalidArg(where, 'capacity', 'an integer of at least 4096 bytes', capacity);
-    this.#maxNbytes = existing?.maxNbytes ?? options.maxNbytes ?? 1024 * 1024;
+    // Never null: an item too large for the ring must be able to spill to a file.
+    this.#maxNbytes = existing?.maxNbytes ?? (parseMaxNbytes(where, options.maxNbytes, false) as number);
     this.#owner = existing === undefined;
     this.#file = existing?.file ?? SharedFile.create('queue', HEADER + capacity);
     this.#lock = new Lock({ file: this.#file, byteOffset: 0 });

@@ -6,6 +6,7 @@ import type { ResourceLimits } from 'node:worker_threads';
 import { ErrorCodes, MemjobError, describe, invalidArg } from '../errors.js';
 import type { LoadMmapMode } from '../format/load.js';
 import { cpuCount, parseNJobs } from '../system/cpu-count.js';
+import { parseMaxNbytes, parseTempFolder } from '../transport/options.js';
 import { inWorker } from '../transport/worker-context.js';
 import { isDelayedCall, type DelayedCall } from './delayed.js';
 import type { ProgressCallback } from './progress.js';
@@ -63,17 +64,6 @@ export interface ResolvedOptions {
 }
 
 const where = 'Parallel';
-const units: Record<string, number> = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 };
-
-export function parseBytes(value: unknown, name: string): number | null {
-  if (value === null) return null;
-  if (typeof value === 'number' && Number.isFinite(value) && value >= 0) return value;
-  if (typeof value === 'string') {
-    const match = /^\s*(\d+(?:\.\d+)?)\s*([KMG]?)B?\s*$/i.exec(value);
-    if (match) return Math.floor(Number(match[1]) * units[match[2]!.toUpperCase()]!);
-  }
-  throw invalidArg(where, name, "a byte count, a string such as '1M' (K, M, G; base 1024), or null", value);
-}
 
 function parsePreDispatch(value: unknown, nJobs: number): number {
   if (value === 'all') return Infinity;
@@ -113,9 +103,6 @@ export function resolveOptions(options: ParallelOptions): ResolvedOptions {
   if (typeof verbose !== 'number' || !(verbose >= 0)) throw invalidArg(where, 'verbose', 'a number from 0 to 100', verbose);
   const progress = options.progress ?? false;
   if (typeof progress !== 'boolean' && typeof progress !== 'function') throw invalidArg(where, 'progress', 'a boolean or a callback (done, total)', progress);
-  if (options.tempFolder !== undefined && (typeof options.tempFolder !== 'string' || options.tempFolder === '')) {
-    throw invalidArg(where, 'tempFolder', 'a folder path', options.tempFolder);
-  }
   let initializer: DelayedCall | undefined;
   if (options.initializer !== undefined) {
     if (isDelayedCall(options.initializer)) initializer = options.initializer;
@@ -130,9 +117,9 @@ export function resolveOptions(options: ParallelOptions): ResolvedOptions {
     preDispatchBatches: parsePreDispatch(options.preDispatch ?? '2*nJobs', nJobs),
     timeout,
     signal: options.signal,
-    maxNbytes: parseBytes(options.maxNbytes === undefined ? '1M' : options.maxNbytes, 'maxNbytes'),
+    maxNbytes: parseMaxNbytes(where, options.maxNbytes),
     mmapMode: oneOf(options.mmapMode, ['r', 'r+', 'c', 'w+'] as const, 'mmapMode', 'r'),
-    tempFolder: options.tempFolder,
+    tempFolder: parseTempFolder(where, options.tempFolder),
     verbose,
     progress,
     returnAs: oneOf(options.returnAs, ['array', 'generator', 'unordered'] as const, 'returnAs', 'array'),

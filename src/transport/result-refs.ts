@@ -15,6 +15,7 @@ import { Memmap } from '../memmap/memmap.js';
 import { NDArray } from '../memmap/ndarray.js';
 import { openMemmapView } from '../memmap/open.js';
 import { REF, fromNDArrayRef, memmapRef, ndarrayRef, type ArrayRef } from './array-refs.js';
+import { DEFAULT_MAX_NBYTES } from './options.js';
 import { isNoSpace } from './run-folders.js';
 
 type ResultDumpRef = { [REF]: 'result-dump'; path: string };
@@ -35,7 +36,7 @@ function isPlainObject(value: object): value is Record<string, unknown> {
 /** In the worker: the value to post, and the buffers to transfer with it. */
 export function packResult(value: unknown, options: ResultPackOptions): { value: unknown; transfer: ArrayBuffer[] } {
   const transfer = new Set<ArrayBuffer>();
-  const threshold = options.maxNbytes ?? 1024 * 1024;
+  const threshold = options.maxNbytes ?? DEFAULT_MAX_NBYTES;
   const large = (data: TypedArray) => data.byteLength > threshold && mappedBufferOrigin(data.buffer) === undefined && data.buffer instanceof ArrayBuffer;
 
   const walk = (item: unknown, depth: number): unknown => {
