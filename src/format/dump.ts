@@ -5,11 +5,10 @@
  * extra memory a dump needs does not grow with the arrays' size.
  */
 import { createWriteStream, writeSync } from 'node:fs';
-import { resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { fileURLToPath } from 'node:url';
-import { ErrorCodes, MemjobError, invalidArg, systemError } from '../errors.js';
+import { ErrorCodes, MemjobError, systemError } from '../errors.js';
+import { parseFilename } from '../system/filename.js';
 import { maxViewBytes } from '../native.js';
 import { createTempBeside, type TempFile, type TempFileOptions } from './atomic-file.js';
 import { packr } from './codec.js';
@@ -25,12 +24,6 @@ export interface DumpOptions {
 /** Writes larger than this are split, so no single write call or compression input is huge. */
 const WRITE_CHUNK = 64 * 1024 * 1024;
 const zeros = new Uint8Array(ALIGNMENT);
-
-function parseTarget(filename: unknown, where: string): string {
-  if (typeof filename === 'string' && filename.length > 0) return resolve(filename);
-  if (filename instanceof URL && filename.protocol === 'file:') return fileURLToPath(filename);
-  throw invalidArg(where, 'filename', 'a non-empty string or a file: URL', filename);
-}
 
 /** Every byte of the file, in order, as views on memory that already exists (nothing is copied but the header). */
 function* fileChunks(value: unknown): Generator<Uint8Array, void, undefined> {
@@ -91,7 +84,7 @@ function* segmentBytes(source: SegmentSource): Generator<Uint8Array, void, undef
 /** Synchronous dump(); with compression it holds the whole file in memory (the async dump streams). */
 export function dumpSync(value: unknown, filename: string | URL, options: DumpOptions = {}): string[] {
   const where = 'dumpSync';
-  const target = parseTarget(filename, where);
+  const target = parseFilename(filename, where);
   writeDumpSync(value, target, parseCompress(options.compress, target, where), {}, where);
   return [target];
 }
@@ -144,7 +137,7 @@ function writeAll(temp: TempFile, chunk: Uint8Array): void {
  */
 export async function dump(value: unknown, filename: string | URL, options: DumpOptions = {}): Promise<string[]> {
   const where = 'dump';
-  const target = parseTarget(filename, where);
+  const target = parseFilename(filename, where);
   const compression = parseCompress(options.compress, target, where);
   const chunks = fileChunks(value);
   const first = chunks.next(); // encodes the structure: bad values are refused before a file exists

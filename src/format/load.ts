@@ -7,9 +7,8 @@
  */
 import { closeSync, constants as fsConstants, createReadStream, fstatSync, openSync, readFileSync, readSync } from 'node:fs';
 import { open as openAsync, type FileHandle } from 'node:fs/promises';
-import { resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { ErrorCodes, MemjobError, describe, invalidArg, systemError } from '../errors.js';
+import { parseFilename } from '../system/filename.js';
 import { dtypeInfo } from '../memmap/dtype.js';
 import { FileMapping } from '../memmap/file-mapping.js';
 import { contiguousStrides } from '../memmap/layout.js';
@@ -50,10 +49,7 @@ const PREALLOCATE_LIMIT = 64 * 1024 * 1024;
 const READ_CHUNK = 1024 * 1024 * 1024;
 
 function parseArgs(filename: unknown, options: unknown, where: string): { path: string; mmapMode: LoadMmapMode | null } {
-  let path: string;
-  if (typeof filename === 'string' && filename.length > 0) path = resolve(filename);
-  else if (filename instanceof URL && filename.protocol === 'file:') path = fileURLToPath(filename);
-  else throw invalidArg(where, 'filename', 'a non-empty string or a file: URL', filename);
+  const path = parseFilename(filename, where);
   if (typeof options !== 'object' || options === null) throw invalidArg(where, 'options', 'an object', options);
   const mmapMode = (options as LoadOptions).mmapMode ?? null;
   if (mmapMode !== null && !modes.includes(mmapMode)) throw invalidArg(where, 'mmapMode', "one of 'r', 'r+', 'c', 'w+' or null", mmapMode);

@@ -8,10 +8,9 @@
  */
 import { closeSync, constants as fsConstants, fstatSync, fsync, openSync, readSync, write, writeSync, type Stats } from 'node:fs';
 import { open as openFile, type FileHandle } from 'node:fs/promises';
-import { resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { ErrorCodes, MemjobError, invalidArg, systemError } from '../errors.js';
+import { parseFilename } from '../system/filename.js';
 import { dtypeInfo, dtypeOfArray, type TypedArray } from '../memmap/dtype.js';
 import { contiguity, type Order } from '../memmap/layout.js';
 import { Memmap } from '../memmap/memmap.js';
@@ -340,12 +339,6 @@ function shrunk(at: number, ctx: NpyContext): MemjobError {
 
 function bytesOf(array: TypedArray): Uint8Array {
   return new Uint8Array(array.buffer, array.byteOffset, array.byteLength);
-}
-
-function parseFilename(filename: unknown, where: string): string {
-  if (typeof filename === 'string' && filename.length > 0) return resolve(filename);
-  if (filename instanceof URL && filename.protocol === 'file:') return fileURLToPath(filename);
-  throw invalidArg(where, 'filename', 'a non-empty string or a file: URL', filename);
 }
 
 function asMemjobError(where: string, error: unknown, path: string): MemjobError {

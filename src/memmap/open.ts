@@ -13,9 +13,9 @@ import {
   statSync,
   statfsSync,
 } from 'node:fs';
-import { dirname, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { dirname } from 'node:path';
 import { ErrorCodes, MemjobError, describe, invalidArg, systemError } from '../errors.js';
+import { parseFilename } from '../system/filename.js';
 import { dtypeInfo, parseDType, type DType } from './dtype.js';
 import { FileMapping } from './file-mapping.js';
 import { contiguousStrides, extent, parseOrder, parseShape, sizeOf, type Order } from './layout.js';
@@ -174,12 +174,6 @@ function checkRoomFor(path: string, bytes: number, where: string): void {
       { path, syscall: 'statfs' },
     );
   }
-}
-
-function parseFilename(filename: unknown, where: string): string {
-  if (typeof filename === 'string' && filename.length > 0) return resolve(filename);
-  if (filename instanceof URL && filename.protocol === 'file:') return fileURLToPath(filename);
-  throw invalidArg(where, 'filename', 'a non-empty string or a file: URL', filename);
 }
 
 function parseMode(value: unknown, where: string): MemmapMode {
