@@ -9,10 +9,13 @@ import { ErrorCodes, MemjobError } from '../errors.js';
 import type { ArgumentUnpacker } from '../transport/array-refs.js';
 import { cloneable, serializeError } from '../transport/error-transport.js';
 import { resolveFunction, type FunctionSpec } from '../transport/function-resolve.js';
-import { onMainReentry, whileImportingTaskModule } from '../transport/worker-context.js';
+import { adoptWorkerMark, onMainReentry, whileImportingTaskModule } from '../transport/worker-context.js';
 import { callAt, callCount, type ToParent, type ToWorker } from './protocol.js';
 
 type Post = (message: ToParent, transfer?: ArrayBuffer[]) => void;
+
+// Before any task module is imported: inWorker() stays true here, and programs tasks spawn do not inherit the mark.
+adoptWorkerMark();
 
 // A child whose parent has gone (killed, say) has nobody to answer: it leaves
 // quietly instead of dying of an unhandled EPIPE 'error' event.

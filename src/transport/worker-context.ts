@@ -2,6 +2,20 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { isMainThread, workerData } from 'node:worker_threads';
 import { ErrorCodes, MemjobError } from '../errors.js';
 
+/** A registered symbol: every copy of memjob loaded in the process (src and dist, say) sees the same mark. */
+const WORKER_MARK = Symbol.for('memjob.workerProcess');
+
+/**
+ * In a child worker process, at start: keeps "this is a worker" for
+ * inWorker() and takes MEMJOB_WORKER out of the environment, so that a
+ * program a task spawns does not inherit it and believe it is a worker too.
+ */
+export function adoptWorkerMark(): void {
+  if (process.env.MEMJOB_WORKER !== '1') return;
+  (globalThis as { [WORKER_MARK]?: unknown })[WORKER_MARK] = true;
+  delete process.env.MEMJOB_WORKER;
+}
+
 /**
  * True inside a memjob worker (a worker thread or a child process that
  * memjob started to run tasks), false everywhere else.
@@ -14,10 +28,12 @@ import { ErrorCodes, MemjobError } from '../errors.js';
  * `if __name__ == '__main__':` (docs/functions.md).
  *
  * Workers are marked when memjob starts them: child processes get the
- * environment variable `MEMJOB_WORKER=1`, worker threads get
- * `workerData.memjobWorker === true`.
+ * environment variable `MEMJOB_WORKER=1`, which the worker turns into a
+ * process-wide mark and removes at once (so programs its tasks start are not
+ * taken for workers), worker threads get `workerData.memjobWorker === true`.
  */
 export function inWorker(): boolean {
+  if ((globalThis as { [WORKER_MARK]?: unknown })[WORKER_MARK] === true) return true;
   if (process.env.MEMJOB_WORKER === '1') return true;
   if (isMainThread) return false;
   const data: unknown = workerData;
