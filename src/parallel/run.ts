@@ -219,22 +219,29 @@ export class Run implements PoolListener {
     return item.value;
   }
 
+  /** In this thread. A fixed batchSize pulls that many calls before running them, as joblib's sequential backend does ('auto': one). */
   async #runSequential(): Promise<void> {
+    const size = this.options.batchSize === 'auto' ? 1 : this.options.batchSize;
     try {
-      for (;;) {
-        const call = await this.#next();
-        if (this.#finished) return;
-        if (call === undefined) break;
-        const index = this.#dispatched++;
-        let value: unknown;
-        try {
-          value = await (call.fn as (...args: unknown[]) => unknown)(...call.args);
-        } catch (error) {
-          if (error instanceof Error && !Object.hasOwn(error, 'taskIndex')) withTaskIndex(error, index);
-          throw error;
+      while (!this.#exhausted) {
+        const batch: [number, DelayedCall][] = [];
+        while (batch.length < size) {
+          const call = await this.#next();
+          if (this.#finished) return;
+          if (call === undefined) break;
+          batch.push([this.#dispatched++, call]);
         }
-        if (this.#finished) return;
-        this.#taskCompleted(index, value);
+        for (const [index, call] of batch) {
+          let value: unknown;
+          try {
+            value = await (call.fn as (...args: unknown[]) => unknown)(...call.args);
+          } catch (error) {
+            if (error instanceof Error && !Object.hasOwn(error, 'taskIndex')) withTaskIndex(error, index);
+            throw error;
+          }
+          if (this.#finished) return;
+          this.#taskCompleted(index, value);
+        }
       }
       this.#succeed();
     } catch (error) {
