@@ -29,6 +29,8 @@ export { inWorker } from './transport/worker-context.js';
 export { Parallel } from './parallel/parallel.js';
 export type { RunOutput } from './parallel/parallel.js';
 export { delayed } from './parallel/delayed.js';
+export { parallelConfig } from './parallel/config.js';
+export type { ParallelConfig } from './parallel/config.js';
 export type { DelayedCall } from './parallel/delayed.js';
 export type { Backend, ParallelOptions, ReturnAs } from './parallel/options.js';
 export type { ProgressCallback } from './parallel/progress.js';

@@ -9,6 +9,7 @@
 import { ErrorCodes, MemjobError } from '../errors.js';
 import { describeFunction } from '../transport/functions.js';
 import { refuseMainReentry } from '../transport/worker-context.js';
+import { withParallelConfig } from './config.js';
 import type { DelayedCall } from './delayed.js';
 import { resolveOptions, type ParallelOptions, type ResolvedOptions, type ReturnAs } from './options.js';
 import { WorkerPool } from './pool.js';
@@ -31,7 +32,7 @@ export class Parallel<RA extends ReturnAs = 'array'> {
 
   constructor(options: ParallelOptions<RA> = {}) {
     refuseMainReentry('new Parallel()');
-    this.options = Object.freeze(resolveOptions(options));
+    this.options = Object.freeze(resolveOptions(withParallelConfig(options)));
   }
 
   /** The number of workers a run uses (1 when sequential). */
