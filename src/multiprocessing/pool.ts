@@ -12,7 +12,7 @@ import { ErrorCodes, MemjobError, invalidArg } from '../errors.js';
 import { isDelayedCall, type DelayedCall } from '../parallel/delayed.js';
 import { warnManyWorkers } from '../parallel/options.js';
 import { WorkerPool, type PoolListener, type PoolWorker } from '../parallel/pool.js';
-import { callAt, callCount, compactCalls, type CallMessage, type FlatCalls, type ToParent } from '../parallel/protocol.js';
+import { callAt, callCount, compactCalls, isPlainValue, type CallMessage, type FlatCalls, type ToParent } from '../parallel/protocol.js';
 import type { BackendKind, ExitInfo } from '../parallel/worker-handle.js';
 import { ArgumentPacker } from '../transport/array-refs.js';
 import { rebuildError, type SerializedError } from '../transport/error-transport.js';
@@ -244,13 +244,13 @@ export class Pool implements PoolListener {
     for (let start = 0; start < items.length; start += chunksize) {
       const slice = items.slice(start, start + chunksize);
       let calls: CallMessage[] | FlatCalls;
-      if (!spread && slice.every(isPlain)) {
+      if (!spread && slice.every(isPlainValue)) {
         // The common tiny task: plain single arguments travel as one flat array (see protocol.ts).
         calls = { flat: true, fn: 0, arity: 1, values: slice };
       } else {
         calls = slice.map((item) => {
           const args = spread ? [...(item as readonly unknown[])] : [item];
-          return { fn: 0, args: args.every(isPlain) ? args : (packer.pack(args) as unknown[]) };
+          return { fn: 0, args: args.every(isPlainValue) ? args : (packer.pack(args) as unknown[]) };
         });
       }
       this.#queue.push({ fns: [spec], calls, sink, first: start });
@@ -392,8 +392,4 @@ export class Pool implements PoolListener {
 function rejectChunk(chunk: Chunk, error: unknown): void {
   const count = callCount(chunk.calls);
   for (let i = 0; i < count; i++) chunk.sink.reject(chunk.first + i, error);
-}
-
-function isPlain(value: unknown): boolean {
-  return typeof value !== 'object' || value === null;
 }

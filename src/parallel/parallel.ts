@@ -8,6 +8,7 @@
  */
 import { ErrorCodes, MemjobError } from '../errors.js';
 import { describeFunction } from '../transport/functions.js';
+import { memjobExports } from '../transport/memjob-exports.js';
 import { refuseMainReentry } from '../transport/worker-context.js';
 import { withParallelConfig } from './config.js';
 import type { DelayedCall } from './delayed.js';
@@ -18,7 +19,6 @@ import { Run, type ResultSink, type TaskSource } from './run.js';
 type Result<T> = T extends DelayedCall<infer R> ? R : unknown;
 export type RunOutput<RA extends ReturnAs, T> = RA extends 'array' ? Promise<Result<T>[]> : AsyncIterableIterator<Result<T>>;
 
-const memjobExports = () => import('../index.js') as unknown as Promise<Readonly<Record<string, unknown>>>;
 
 export class Parallel<RA extends ReturnAs = 'array'> {
   readonly options: Readonly<ResolvedOptions>;
@@ -76,8 +76,7 @@ export class Parallel<RA extends ReturnAs = 'array'> {
     }
     this.#busy = true; // before the first await, so a second run() in the same tick is refused
     try {
-      const exports = await memjobExports();
-      this.#checkOpen(); // close() may have come while this run was starting
+      const exports = memjobExports();
       const pool = this.options.backend === 'sequential' ? null : this.#workerPool(exports);
       if (pool === null) {
         await this.#initializeInProcess();

@@ -24,6 +24,11 @@ export interface FlatCalls {
   values: unknown[];
 }
 
+/** Numbers, strings, booleans, null...: nothing to map, pack or unpack; structured clone copies them as they are. */
+export function isPlainValue(value: unknown): boolean {
+  return typeof value !== 'object' || value === null;
+}
+
 export function compactCalls(calls: CallMessage[]): CallMessage[] | FlatCalls {
   const first = calls[0];
   if (first === undefined || calls.length < 8 || first.args.length === 0) return calls;
@@ -33,7 +38,7 @@ export function compactCalls(calls: CallMessage[]): CallMessage[] | FlatCalls {
   for (const call of calls) {
     if (call.fn !== fn || call.args.length !== arity) return calls;
     for (const arg of call.args) {
-      if (typeof arg === 'object' && arg !== null) return calls;
+      if (!isPlainValue(arg)) return calls;
       values.push(arg);
     }
   }

@@ -16,7 +16,8 @@ import { isDelayedCall, type DelayedCall } from './delayed.js';
 import { notDelayed, type ResolvedOptions } from './options.js';
 import type { PoolListener, PoolWorker, WorkerPool } from './pool.js';
 import { createProgress, type ProgressReporter } from './progress.js';
-import { compactCalls, type CallMessage, type ToParent } from './protocol.js';
+import { compactCalls, isPlainValue, type CallMessage, type ToParent } from './protocol.js';
+import { abortError, describeExit, timeoutError, unsendable, withTaskIndex } from './run-errors.js';
 import type { ExitInfo } from './worker-handle.js';
 
 /** Batches queued on one worker at a time: one running, one waiting, so no round trip leaves it idle. */
@@ -37,30 +38,6 @@ function puller(tasks: TaskSource): { pull: Pull; close: () => Promise<void> } {
     return { pull: async () => it.next(), close: async () => void it.return?.() };
   }
   throw new MemjobError(ErrorCodes.INVALID_ARG, 'Parallel.run: expected an Iterable or AsyncIterable of delayed calls');
-}
-
-export function abortError(signal: AbortSignal): Error {
-  const error = new Error('The operation was aborted', { cause: signal.reason }) as Error & { code: string };
-  error.name = 'AbortError';
-  error.code = 'ABORT_ERR';
-  return error;
-}
-
-function timeoutError(ms: number, done: number): MemjobError {
-  return new MemjobError(
-    ErrorCodes.TIMEOUT,
-    `Parallel: the run did not finish within its timeout of ${ms} ms (${done} tasks done); its busy workers were stopped`,
-  );
-}
-
-function withTaskIndex(error: Error, index: number): Error {
-  Object.defineProperty(error, 'taskIndex', { value: index, configurable: true, writable: true, enumerable: false });
-  return error;
-}
-
-function describeExit(info: ExitInfo): string {
-  const how = info.signal !== null ? `was killed by ${info.signal}` : `exited with code ${info.code}`;
-  return info.error === undefined ? how : `${how} (${info.error.message})`;
 }
 
 /** What a run tells whoever consumes its results. */
@@ -315,7 +292,7 @@ export class Run implements PoolListener {
         batch.fns.push(spec);
       }
       // Plain arguments (numbers, strings...) need no walk: a seed-size run makes 10,000 of these calls.
-      const args = (call.args.every(isPlainArg) ? call.args : this.#packer.pack(call.args)) as unknown[];
+      const args = (call.args.every(isPlainValue) ? call.args : this.#packer.pack(call.args)) as unknown[];
       batch.calls.push({ fn, args });
       batch.indices.push(this.#dispatched++);
     }
@@ -338,7 +315,7 @@ export class Run implements PoolListener {
         calls: compactCalls(batch.calls),
       });
     } catch (error) {
-      throw unsendable(batch, error);
+      throw unsendable(batch.calls, batch.indices, error);
     }
     this.#inFlight.set(batch.id, batch);
     worker.inFlight.add(batch.id);
@@ -397,29 +374,4 @@ export class Run implements PoolListener {
       ),
     );
   }
-}
-
-function isPlainArg(value: unknown): boolean {
-  return typeof value !== 'object' || value === null;
-}
-
-/** A batch whose arguments structured clone cannot copy (a function, a symbol, ...): names the first such task. */
-function unsendable(batch: Batch, error: unknown): MemjobError {
-  const at = batch.calls.findIndex((call) => {
-    try {
-      structuredClone(call.args);
-      return false;
-    } catch {
-      return true;
-    }
-  });
-  const index = batch.indices[Math.max(at, 0)]!;
-  const reason = error instanceof Error ? error.message : String(error);
-  const problem = new MemjobError(
-    ErrorCodes.UNSUPPORTED_VALUE,
-    `Parallel: the arguments of task ${index} cannot be sent to a worker (${reason}); pass plain data, arrays, Memmaps or NDArrays`,
-    { cause: error },
-  );
-  withTaskIndex(problem, index);
-  return problem;
 }

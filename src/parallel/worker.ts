@@ -8,9 +8,9 @@ import { parentPort } from 'node:worker_threads';
 import { ErrorCodes, MemjobError } from '../errors.js';
 import type { ArgumentUnpacker } from '../transport/array-refs.js';
 import { cloneable, serializeError } from '../transport/error-transport.js';
-import { resolveFunction, type FunctionSpec } from '../transport/function-resolve.js';
+import { displayUrl, resolveFunction, type FunctionSpec } from '../transport/function-resolve.js';
 import { adoptWorkerMark, onMainReentry, whileImportingTaskModule } from '../transport/worker-context.js';
-import { callAt, callCount, type ToParent, type ToWorker } from './protocol.js';
+import { callAt, callCount, isPlainValue, type ToParent, type ToWorker } from './protocol.js';
 
 type Post = (message: ToParent, transfer?: ArrayBuffer[]) => void;
 
@@ -32,12 +32,8 @@ const memjobExports = () => import('../index.js') as unknown as Promise<Record<s
 
 /** resolveFunction inside the import context: a task module that starts workers when imported is refused (worker-context.ts). */
 function resolveInWorker(spec: FunctionSpec): Promise<(...args: unknown[]) => unknown> {
-  const what = spec.kind === 'module' ? `the module ${displayPath(spec.url)}` : 'a task function';
+  const what = spec.kind === 'module' ? `the module ${displayUrl(spec.url)}` : 'a task function';
   return whileImportingTaskModule(what, () => resolveFunction(spec, memjobExports));
-}
-
-function displayPath(url: string): string {
-  return url.startsWith('file:') ? decodeURIComponent(new URL(url).pathname) : url;
 }
 
 // The parent hears of a refused re-entry at once, even when the module catches the error or leaves it unhandled.
@@ -98,10 +94,10 @@ async function runBatch(message: Extract<ToWorker, { type: 'batch' }>): Promise<
       if (single !== undefined) value = fn(single.values[index]);
       else {
         const call = callAt(calls, index);
-        value = fn(...(call.args.every(isPlain) ? call.args : ((await unpackerFor(message.runId)).unpack(call.args) as unknown[])));
+        value = fn(...(call.args.every(isPlainValue) ? call.args : ((await unpackerFor(message.runId)).unpack(call.args) as unknown[])));
       }
       if (value instanceof Promise || (typeof value === 'object' && value !== null && typeof (value as PromiseLike<unknown>).then === 'function')) value = await value;
-      if (isPlain(value)) {
+      if (isPlainValue(value)) {
         results.push(value);
         continue;
       }
@@ -127,10 +123,6 @@ async function runBatch(message: Extract<ToWorker, { type: 'batch' }>): Promise<
   }
 }
 
-/** Numbers, strings, booleans, null...: nothing to map or pack. */
-function isPlain(value: unknown): boolean {
-  return typeof value !== 'object' || value === null;
-}
 
 
 async function init(message: Extract<ToWorker, { type: 'init' }>): Promise<void> {

@@ -11,9 +11,8 @@ import { fileURLToPath } from 'node:url';
 export interface SourceOrigin {
   /** The caller's file (a path, or the URL when it is not a file: URL). */
   file: string;
-  /** 1-based line and 0-based column of the function's text in `file`, when found there. */
+  /** 1-based line of the function's text in `file`, when found there. */
   line?: number;
-  column?: number;
 }
 
 /** memjob's own folder (src/ or dist/): frames inside it are not the user's. */
@@ -69,9 +68,9 @@ export function sourceOrigin(fn: object, text: string): SourceOrigin | undefined
     return { file: site };
   }
   const content = file.startsWith('/') ? fileText(file) : null;
-  const at = content?.indexOf(text) ?? -1;
-  if (content === null || content === undefined || at < 0) return { file };
-  const before = content.slice(0, at);
-  const lastNewline = before.lastIndexOf('\n');
-  return { file, line: before.split('\n').length, column: at - lastNewline - 1 };
+  const at = content === null ? -1 : content.indexOf(text);
+  if (at < 0) return { file };
+  let line = 1;
+  for (let i = content!.indexOf('\n'); i >= 0 && i < at; i = content!.indexOf('\n', i + 1)) line++;
+  return { file, line };
 }

@@ -22,7 +22,7 @@ export type FunctionSpec =
   | { kind: 'memjob'; name: string }; // an export of memjob's src/index.ts, e.g. 'hasShareableMemory'
 
 /** A file: URL or path as the user would recognise it in a message. */
-function displayUrl(url: string): string {
+export function displayUrl(url: string): string {
   try {
     return fileURLToPath(url);
   } catch {
