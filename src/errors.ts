@@ -38,9 +38,11 @@ export const ErrorCodes = Object.freeze({
    * time: the program's entry file used as a task module without an `inWorker()` guard (Python's "bootstrapping phase" error).
    */
   MAIN_REENTRY: 'MEMJOB_ERR_MAIN_REENTRY',
+  /** Parallel runs nested deeper than memjob allows (64): a task that starts a Parallel running itself, without end. */
+  NESTING: 'MEMJOB_ERR_NESTING',
   /** A worker died (exit, signal, crash, out of memory) while running tasks. */
   WORKER_CRASHED: 'MEMJOB_ERR_WORKER_CRASHED',
-  /** A run did not finish within its `timeout`. */
+  /** A run did not finish within its `timeout`, or a task within its `taskTimeout`. */
   TIMEOUT: 'MEMJOB_ERR_TIMEOUT',
   /** A worker's initializer threw. */
   INITIALIZER: 'MEMJOB_ERR_INITIALIZER',

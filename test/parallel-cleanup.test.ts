@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ErrorCodes, Parallel, delayed, hasShareableMemory, type ParallelOptions } from '../src/index.js';
+import { ErrorCodes, Parallel, closeSharedWorkers, delayed, hasShareableMemory, type ParallelOptions } from '../src/index.js';
 import { childPids, entries, isAlive, rejection, t, waitFor, workerBackends } from './fixtures/parallel-helpers.js';
 import { repoRoot, runTsChild, scratchDir } from './helpers.js';
 
@@ -83,7 +83,7 @@ const ends: Record<string, End> = {
   },
 };
 
-describe.each(workerBackends)('%s: the run folder is gone however the run ends', (backend) => {
+describe.each(workerBackends)('%s: the run folder is gone however the run ends (a success: at close())', (backend) => {
   for (const [name, end] of Object.entries(ends)) {
     it(`after ${name}`, async () => {
       const root = freshRoot();
@@ -99,9 +99,12 @@ describe.each(workerBackends)('%s: the run folder is gone however the run ends',
       clearInterval(watch);
       expect(outcome).toBe(end.outcome);
       expect(seen).toBe(true); // the folder did exist during the run
+      // A run that failed removes its files at once; one that succeeded keeps its dumps for the next run until close().
+      if (name !== 'success') expect(readdirSync(root)).toEqual([]);
+      await p.close();
       expect(readdirSync(root)).toEqual([]);
       expect(signalListeners()).toEqual(listeners); // memjob's SIGINT/SIGTERM/SIGHUP handlers left with the folder
-      await p.close();
+      await closeSharedWorkers();
       await waitFor(() => childPids().length === others.length, 5000, 'the workers to exit');
     });
   }
@@ -134,6 +137,8 @@ describe('a parent that dies', () => {
     // The next run that creates a run folder under the same root removes the dead parent's one.
     await using p = new Parallel({ backend: 'threads', nJobs: 2, tempFolder: root });
     expect(await p.run([delayed(hasShareableMemory)(big)])).toEqual([true]);
+    expect(readdirSync(root).filter((name) => name.startsWith(`memjob_${pid}_`))).toEqual([]);
+    await p.close(); // and its own dump cache goes with close()
     expect(readdirSync(root)).toEqual([]);
   });
 

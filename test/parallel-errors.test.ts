@@ -5,7 +5,7 @@ import { mkdirSync, readdirSync } from 'node:fs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorCodes, MemjobError, Parallel, delayed } from '../src/index.js';
 import { QuotaError } from './fixtures/parallel-tasks.js';
-import { SharedParallels, childPids, entries, isAlive, rejection, t, waitFor, workerBackends } from './fixtures/parallel-helpers.js';
+import { SharedParallels, childPids, entries, isAlive, rejection, t, workerBackends } from './fixtures/parallel-helpers.js';
 import { scratchDir } from './helpers.js';
 
 let scratch: ReturnType<typeof scratchDir>;
@@ -24,8 +24,8 @@ afterAll(async () => {
   scratch.remove();
 });
 afterEach(async () => {
+  await shared.settle();
   expect(entries(root)).toEqual([]);
-  await waitFor(() => childPids().length <= shared.allowedProcesses(), 5000, 'worker processes to exit');
 });
 
 function failOnThree(x: number): number {

@@ -7,7 +7,7 @@ import { mkdirSync, readdirSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ErrorCodes, MemjobError, Parallel, delayed, hasShareableMemory } from '../src/index.js';
 import { packResult } from '../src/transport/result-refs.js';
-import { SHM_ROOT, tempRootCandidates } from '../src/transport/temp-folder.js';
+import { SHM_ROOT, tempRootCandidates } from '../src/transport/temp-root.js';
 import { t } from './fixtures/parallel-helpers.js';
 import { scratchDir } from './helpers.js';
 
@@ -70,6 +70,7 @@ describe.each(['threads', 'processes'] as const)('%s', (backend) => {
       await using p = new Parallel({ backend, nJobs: 2 });
       expect(await p.run([delayed(t('sum'))(big), delayed(hasShareableMemory)(big)])).toEqual([100_000, true]);
       expect(state.attempts.map((path) => (path.startsWith(SHM_ROOT) ? 'shm' : path.startsWith(tmp) ? 'tmpdir' : path))).toEqual(['shm', 'tmpdir']);
+      await p.close(); // the dump cache lives until close()
       expect(readdirSync(tmp).filter((name) => name.startsWith('memjob_'))).toEqual([]); // (tsx keeps its cache there too)
       expect(readdirSync(SHM_ROOT).filter((name) => name.startsWith(`memjob_${process.pid}_`))).toEqual([]);
     } finally {

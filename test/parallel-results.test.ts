@@ -14,7 +14,7 @@ afterAll(async () => {
 });
 afterEach(async () => {
   // Every test closes what it opens: no worker process outlives it (but the shared ones).
-  await waitFor(() => childPids().length <= shared.allowedProcesses(), 5000, 'worker processes to exit');
+  await shared.settle();
 });
 
 function work(i: number): number {
@@ -207,12 +207,12 @@ describe('one run at a time, warm workers, close()', () => {
     });
   }
 
-  it('`await using` closes the workers; a closed Parallel refuses to run', async () => {
+  it('`await using` closes the workers of a Parallel with reuse: false; a closed Parallel refuses to run', async () => {
     let pids: number[] = [];
     let closed: Parallel | undefined;
     const others = childPids();
     {
-      await using p = new Parallel({ backend: 'processes', nJobs: 2 });
+      await using p = new Parallel({ backend: 'processes', nJobs: 2, reuse: false });
       closed = p;
       await p.run([delayed(work)(1), delayed(work)(2)]); // two tasks: both workers start
       // One worker may have run both tasks while the other was still starting (forked, not yet running worker.js).

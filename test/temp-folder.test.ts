@@ -20,15 +20,9 @@ import { fileURLToPath } from 'node:url';
 import { isMainThread } from 'node:worker_threads';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { MemjobError } from '../src/errors.js';
-import {
-  SHM_MIN_FREE_BYTES,
-  TEMP_FOLDER_ENV,
-  chooseTempRoot,
-  createExclusive,
-  createRunFolder,
-  reapStaleFolders,
-  tempRootCandidates,
-} from '../src/transport/temp-folder.js';
+import { createExclusive, createRunFolder } from '../src/transport/temp-folder.js';
+import { reapStaleFolders } from '../src/transport/temp-reap.js';
+import { SHM_MIN_FREE_BYTES, TEMP_FOLDER_ENV, chooseTempRoot, tempRootCandidates } from '../src/transport/temp-root.js';
 import { repoRoot, runTsChild, scratchDir, type ChildResult } from './helpers.js';
 
 const scratch = scratchDir('temp-folder');

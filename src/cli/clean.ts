@@ -7,7 +7,8 @@
  * or other names. `--dry-run` lists what it would remove with the same rules
  * (the same scan reapStaleFolders uses).
  */
-import { reapStaleFolders, scanRunFolders, tempRootCandidates } from '../transport/temp-folder.js';
+import { reapStaleFolders, scanRunFolders } from '../transport/temp-reap.js';
+import { tempRootCandidates } from '../transport/temp-root.js';
 import { print, printJson } from './output.js';
 
 export interface CleanReport {

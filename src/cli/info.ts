@@ -10,7 +10,7 @@ import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { MemjobError } from '../errors.js';
 import { cgroupCpuLimit, cpuCount } from '../system/cpu-count.js';
-import { TEMP_FOLDER_ENV, chooseTempRoot, tempRootCandidates, type TempRootCandidate, type TempRootChoice } from '../transport/temp-folder.js';
+import { TEMP_FOLDER_ENV, chooseTempRoot, tempRootCandidates, type TempRootCandidate, type TempRootChoice } from '../transport/temp-root.js';
 import { formatBytes, print, printJson, table } from './output.js';
 
 /** The package root: src/cli/ and dist/cli/ both sit two folders below it. */

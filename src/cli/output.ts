@@ -1,6 +1,6 @@
 /** Small formatting helpers shared by the CLI commands. */
 
-import { formatBytes } from '../transport/temp-folder.js';
+import { formatBytes } from '../system/format-bytes.js';
 
 export { formatBytes };
 

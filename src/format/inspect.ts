@@ -8,21 +8,20 @@
  * to the end of the structure is streamed; array data is never decompressed
  * (unless `checkData` asks to count it) and never allocated.
  */
-import { closeSync, constants as fsConstants, fstatSync, openSync } from 'node:fs';
+import { closeSync, constants as fsConstants } from 'node:fs';
 import { resolve } from 'node:path';
 import { ErrorCodes, MemjobError, systemError } from '../errors.js';
+import { openRegularFile } from '../system/regular-file.js';
 import { dtypeInfo, type DType } from '../memmap/dtype.js';
 import type { Order } from '../memmap/layout.js';
 import { detectMethod, type CompressMethod } from './compression.js';
-import { HEADER_BYTES, decodeHeader, hasMagic } from './header.js';
+import { openCompressedDump, readExactlySync, readHeadSync, readLayoutSync, skipTo, type Parsed } from './dump-reader.js';
+import { hasMagic } from './header.js';
+import { ArrayRef, describeValue, type ArrayNode, type Limits, type ValueNode } from './inspect-tree.js';
 import { PREFIX_MAX_BYTES, decodeHeader as decodeNpyHeader, parseHeader as parseNpyHeader, parsePrefix, type NpyContext } from './npy-header.js';
-import { openCompressedDump, parseStructure, readExactlySync, skipTo, type Parsed } from './load.js';
-import {
-  StructureError,
-  decodeValue,
-  type ArrayDescriptor,
-  type ArrayKind,
-} from './structure.js';
+import { StructureError, decodeValue, type ArrayKind } from './structure.js';
+
+export type { ArrayNode, ContainerNode, ContainerType, EntryNode, ScalarNode, ScalarType, ValueNode } from './inspect-tree.js';
 
 const WHERE = 'inspect';
 const NPY_MAGIC = Buffer.from([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]); // '\x93NUMPY'
@@ -95,44 +94,6 @@ export interface ArrayReport {
   segment?: number;
 }
 
-export type ScalarType = 'string' | 'number' | 'bigint' | 'boolean' | 'null' | 'undefined' | 'date';
-export type ContainerType = 'object' | 'array' | 'map' | 'set';
-
-export interface ContainerNode {
-  type: ContainerType;
-  path: string;
-  /** Keys, items or entries the container holds. */
-  size: number;
-  entries: EntryNode[];
-  /** How many entries were left out (size - entries.length). */
-  more: number;
-}
-
-export interface EntryNode {
-  /** Property name, index, or a preview of a Map key. */
-  key: string;
-  value: ValueNode;
-}
-
-export interface ScalarNode {
-  type: ScalarType;
-  path: string;
-  preview: string;
-}
-
-export interface ArrayNode {
-  type: 'array-data';
-  path: string;
-  /** Index into FileReport.arrays. */
-  array: number;
-  kind: ArrayReport['kind'];
-  dtype: DType;
-  shape: number[];
-  order: Order;
-}
-
-export type ValueNode = ContainerNode | ScalarNode | ArrayNode;
-
 export interface FileReport {
   path: string;
   format: DumpFormat | NpyFormat;
@@ -146,26 +107,13 @@ export interface FileReport {
 export async function inspectFile(filename: string, options: InspectOptions = {}): Promise<FileReport> {
   const path = resolve(filename);
   const limits = { maxEntries: options.maxEntries ?? 20, maxDepth: options.maxDepth ?? 16 };
-  let fd: number;
+  const { fd, size } = openRegularFile(path, fsConstants.O_RDONLY, WHERE);
+  let compressed: CompressMethod;
   try {
-    // O_NONBLOCK, as load: a FIFO must not make open() wait for a writer; the type check below refuses it.
-    fd = openSync(path, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
-  } catch (error) {
-    throw systemError(WHERE, error, path);
-  }
-  let compressed: CompressMethod | undefined;
-  let size: number;
-  try {
-    const stat = fstatSync(fd);
-    if (!stat.isFile()) {
-      throw new MemjobError(stat.isDirectory() ? 'EISDIR' : ErrorCodes.INVALID_ARG, `${WHERE}: expected a regular file, received '${path}', which is not one`, {
-        path,
-      });
+    const head = readHeadSync(fd, size, path);
+    if (hasMagic(head)) {
+      return report(path, readLayoutSync(fd, size, head, path), { compression: null, fileBytes: size, dataChecked: true }, limits);
     }
-    size = stat.size;
-    const head = Buffer.alloc(Math.min(HEADER_BYTES, size));
-    readExactlySync(fd, head, 0, path);
-    if (hasMagic(head)) return describePlain(fd, size, head, path, limits);
     if (head.length > 0 && NPY_MAGIC.subarray(0, Math.min(head.length, NPY_MAGIC.length)).equals(head.subarray(0, NPY_MAGIC.length))) {
       return describeNpy(fd, size, head, path);
     }
@@ -184,12 +132,6 @@ export async function inspectFile(filename: string, options: InspectOptions = {}
 
 // ---- memjob dumps ----
 
-interface Limits {
-  maxEntries: number;
-  maxDepth: number;
-}
-
-
 /** A FORMAT error for a dump, worded as load's (header.ts formatError) but from inspect. */
 function dumpError(path: string, problem: string): MemjobError {
   return new MemjobError(ErrorCodes.FORMAT, `${WHERE}: '${path}' is not a valid memjob dump: ${problem}`, { path });
@@ -207,14 +149,6 @@ function asMemjobError(error: unknown, path: string): MemjobError {
   return dumpError(path, `its structure is malformed (${error instanceof Error ? error.message : 'unknown error'})`);
 }
 
-function describePlain(fd: number, size: number, head: Buffer, path: string, limits: Limits): FileReport {
-  const header = decodeHeader(head, size, path);
-  const structure = Buffer.alloc(header.structureLength);
-  readExactlySync(fd, structure, header.structureOffset, path);
-  const parsed = parseStructure(header, structure, path);
-  return report(path, parsed, { compression: null, fileBytes: size, dataChecked: true }, limits);
-}
-
 async function describeCompressed(path: string, size: number, method: CompressMethod, limits: Limits, checkData: boolean): Promise<FileReport> {
   const { reader, parsed, close } = await openCompressedDump(path, method);
   try {
@@ -229,11 +163,6 @@ async function describeCompressed(path: string, size: number, method: CompressMe
     await close();
   }
   return report(path, parsed, { compression: method, fileBytes: size, dataChecked: checkData }, limits);
-}
-
-/** Stands for an array in the decoded value: decodeValue is given this instead of the data. */
-class ArrayRef {
-  constructor(readonly descriptor: ArrayDescriptor) {}
 }
 
 function report(
@@ -287,117 +216,6 @@ function report(
   };
   const tree = describeValue(value, 'value', arrayAt, limits);
   return { path, format, tree, arrays };
-}
-
-/**
- * The tree of a decoded value. Every array is registered with `arrayAt`,
- * however deep or far down a long container; nodes are built only within
- * the limits.
- */
-function describeValue(root: unknown, rootPath: string, arrayAt: (ref: ArrayRef, path: string) => number, limits: Limits): ValueNode {
-  const walk = (value: unknown, path: string, depth: number, shown: boolean): ValueNode | undefined => {
-    if (value instanceof ArrayRef) {
-      const index = arrayAt(value, path);
-      const d = value.descriptor;
-      return shown ? { type: 'array-data', path, array: index, kind: d.kind, dtype: d.dtype, shape: d.shape, order: d.order } : undefined;
-    }
-    const container = containerOf(value);
-    if (container === undefined) return shown ? { type: scalarType(value), path, preview: preview(value) } : undefined;
-    const [type, items] = container;
-    const entries: EntryNode[] = [];
-    const showEntries = shown && depth < limits.maxDepth;
-    let i = 0;
-    for (const [key, item, itemPath, keyPath] of items(path)) {
-      const showThis = showEntries && i < limits.maxEntries;
-      // A Map's key may itself hold arrays: walk it for them, show only a preview.
-      if (keyPath !== undefined) walk(key, keyPath, depth + 1, false);
-      const node = walk(item, itemPath, depth + 1, showThis);
-      if (showThis && node !== undefined) entries.push({ key: entryKey(type, key, i), value: node });
-      i++;
-    }
-    return shown ? { type, path, size: i, entries, more: i - entries.length } : undefined;
-  };
-  return walk(root, rootPath, 0, true)!;
-}
-
-type Entries = (path: string) => Iterable<[key: unknown, item: unknown, itemPath: string, keyPath?: string]>;
-
-/** Paths written as dump's error messages write them. */
-function containerOf(value: unknown): [ContainerType, Entries] | undefined {
-  if (Array.isArray(value)) {
-    return ['array', (path) => value.map((item, i) => [i, item, `${path}[${i}]`] as [number, unknown, string])];
-  }
-  if (value instanceof Map) {
-    return [
-      'map',
-      function* (path) {
-        let i = 0;
-        for (const [key, item] of value) {
-          const scalarKey = containerOf(key) === undefined && !(key instanceof ArrayRef);
-          yield [key, item, `${path}.get(${scalarKey ? mapKeyPath(key) : `<key ${i}>`})`, scalarKey ? undefined : `${path}.<key ${i}>`];
-          i++;
-        }
-      },
-    ];
-  }
-  if (value instanceof Set) {
-    return [
-      'set',
-      function* (path) {
-        let i = 0;
-        for (const item of value) yield [i, item, `${path}.<item ${i++}>`];
-      },
-    ];
-  }
-  if (typeof value === 'object' && value !== null && !(value instanceof Date)) {
-    return ['object', (path) => Object.keys(value).map((key) => [key, (value as Record<string, unknown>)[key], `${path}${propertyPath(key)}`] as [string, unknown, string])];
-  }
-  return undefined;
-}
-
-function propertyPath(key: string): string {
-  return /^[A-Za-z_$][\w$]*$/.test(key) ? `.${key}` : `[${JSON.stringify(key)}]`;
-}
-
-function mapKeyPath(key: unknown): string {
-  return typeof key === 'string' ? JSON.stringify(truncate(key, 40)) : preview(key);
-}
-
-function entryKey(type: ContainerType, key: unknown, index: number): string {
-  if (type === 'object') return key as string;
-  if (type === 'map') {
-    if (key instanceof ArrayRef) return `<${key.descriptor.kind}>`;
-    const container = containerOf(key);
-    return container === undefined ? mapKeyPath(key) : `<${container[0]} key ${index}>`;
-  }
-  return String(index);
-}
-
-function scalarType(value: unknown): ScalarType {
-  if (value === null) return 'null';
-  if (value instanceof Date) return 'date';
-  const type = typeof value;
-  if (type === 'string' || type === 'number' || type === 'bigint' || type === 'boolean' || type === 'undefined') return type;
-  return 'undefined'; // decodeValue builds nothing else
-}
-
-function truncate(text: string, length: number): string {
-  return text.length > length ? `${text.slice(0, length)}...` : text;
-}
-
-/** A short, single-line preview of a scalar. */
-function preview(value: unknown): string {
-  if (typeof value === 'string') {
-    const shown = JSON.stringify(truncate(value, 60));
-    return value.length > 60 ? `${shown} (${value.length} chars)` : shown;
-  }
-  if (typeof value === 'bigint') {
-    const digits = value.toString();
-    return digits.length > 40 ? `${digits.slice(0, 40)}...n (${digits.length} digits)` : `${digits}n`;
-  }
-  if (typeof value === 'number') return Object.is(value, -0) ? '-0' : String(value);
-  if (value instanceof Date) return Number.isNaN(value.getTime()) ? 'Invalid Date' : value.toISOString();
-  return String(value);
 }
 
 // ---- .npy ----

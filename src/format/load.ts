@@ -5,29 +5,35 @@
  * the structure and every array descriptor are checked before anything is
  * mapped or allocated, and no code from the file ever runs.
  */
-import { closeSync, constants as fsConstants, createReadStream, fstatSync, openSync, readFileSync, readSync } from 'node:fs';
-import { open as openAsync, type FileHandle } from 'node:fs/promises';
-import { ErrorCodes, MemjobError, describe, invalidArg, systemError } from '../errors.js';
+import { closeSync, constants as fsConstants, readFileSync } from 'node:fs';
+import { ErrorCodes, MemjobError, invalidArg, systemError } from '../errors.js';
 import { parseFilename } from '../system/filename.js';
+import { openRegularFile } from '../system/regular-file.js';
 import { dtypeInfo } from '../memmap/dtype.js';
 import { FileMapping } from '../memmap/file-mapping.js';
 import { contiguousStrides } from '../memmap/layout.js';
 import { Memmap, type MemmapMode } from '../memmap/memmap.js';
 import { NDArray } from '../memmap/ndarray.js';
 import { maxViewBytes } from '../native.js';
-import { unpackr } from './codec.js';
-import { decompressPrefix, decompressSync, decompressor, detectMethod, type CompressMethod } from './compression.js';
-import { HEADER_BYTES, decodeHeader, formatError, hasMagic, type Header } from './header.js';
-import { StreamReader } from './stream-reader.js';
+import { detectMethod, type CompressMethod } from './compression.js';
 import {
-  StructureError,
-  collectDescriptors,
-  decodeValue,
-  elementCount,
-  validateSegments,
-  type ArrayDescriptor,
-  type Segment,
-} from './structure.js';
+  asFormatError,
+  decompressOrFail,
+  openCompressedDump,
+  parseBytes,
+  readExactly,
+  readExactlySync,
+  readHeadSync,
+  readLayoutSync,
+  readPiecesOrFail,
+  skipTo,
+  truncated,
+  undecompressable,
+  type Parsed,
+} from './dump-reader.js';
+import { hasMagic } from './header.js';
+import type { StreamReader } from './stream-reader.js';
+import { decodeValue, elementCount, type ArrayDescriptor } from './structure.js';
 
 export type LoadMmapMode = 'r' | 'r+' | 'c' | 'w+';
 
@@ -36,17 +42,9 @@ export interface LoadOptions {
   mmapMode?: LoadMmapMode | null;
 }
 
-export interface Parsed {
-  header: Header;
-  segments: Segment[];
-  tree: unknown;
-  descriptors: ArrayDescriptor[];
-}
-
 const modes: readonly string[] = ['r', 'r+', 'c', 'w+'];
 /** Larger arrays from a compressed stream are gathered in pieces first, so a lying header cannot make load allocate them up front. */
 const PREALLOCATE_LIMIT = 64 * 1024 * 1024;
-const READ_CHUNK = 1024 * 1024 * 1024;
 
 function parseArgs(filename: unknown, options: unknown, where: string): { path: string; mmapMode: LoadMmapMode | null } {
   const path = parseFilename(filename, where);
@@ -54,35 +52,6 @@ function parseArgs(filename: unknown, options: unknown, where: string): { path: 
   const mmapMode = (options as LoadOptions).mmapMode ?? null;
   if (mmapMode !== null && !modes.includes(mmapMode)) throw invalidArg(where, 'mmapMode', "one of 'r', 'r+', 'c', 'w+' or null", mmapMode);
   return { path, mmapMode };
-}
-
-/** @internal Decodes and validates a structure (also used by inspect). */
-export function parseStructure(header: Header, bytes: Buffer, path: string): Parsed {
-  let decoded: unknown;
-  try {
-    decoded = unpackr.unpack(bytes);
-  } catch (error) {
-    throw formatError(path, `its structure cannot be decoded (${(error as Error).message})`);
-  }
-  try {
-    if (!Array.isArray(decoded) || decoded.length !== 2) throw new StructureError(`the structure is ${describe(decoded)}, not [segments, value]`);
-    const segments = validateSegments(decoded[0], header.dataLength, header.alignment);
-    const tree = decoded[1] as unknown;
-    return { header, segments, tree, descriptors: collectDescriptors(tree, segments) };
-  } catch (error) {
-    throw asFormatError(error, path);
-  }
-}
-
-/**
- * Anything that goes wrong while checking or rebuilding a structure is the
- * file's fault (a stack overflow from absurd nesting included): a FORMAT
- * error, whatever was thrown.
- */
-function asFormatError(error: unknown, path: string): MemjobError {
-  if (error instanceof MemjobError) return error;
-  if (error instanceof StructureError) return formatError(path, error.message);
-  return formatError(path, `its structure is malformed (${error instanceof Error ? error.message : 'unknown error'})`);
 }
 
 /** The value a descriptor stands for, over `buffer` (which holds exactly its bytes). */
@@ -125,58 +94,107 @@ function build(parsed: Parsed, arrays: Map<number, unknown>, path: string): unkn
   }
 }
 
-export function readExactlySync(fd: number, target: Uint8Array, position: number, path: string): void {
-  let done = 0;
-  while (done < target.length) {
-    const n = readSync(fd, target, done, Math.min(READ_CHUNK, target.length - done), position + done);
-    if (n === 0) throw formatError(path, `it ended early, at byte ${position + done}`);
-    done += n;
-  }
+/**
+ * Where the bytes of one array come from: a buffer the source filled, or
+ * (mapped) a view on the file or a Memmap. `offset` is where the array's
+ * bytes start in the (decompressed) dump.
+ */
+type ArraySource = (d: ArrayDescriptor, offset: number) => ArrayBuffer | Memmap;
+type AsyncArraySource = (d: ArrayDescriptor, offset: number) => Promise<ArrayBuffer>;
+
+/**
+ * Every array of `parsed`, by segment, from `source`: the one loop behind
+ * every way load reads a dump (mapped, read from a file, copied out of
+ * decompressed bytes, streamed). Arrays are read in file order, which a
+ * stream needs (it only goes forward) and a disk prefers; an async source is
+ * awaited one array at a time.
+ */
+function readArrays(parsed: Parsed, source: ArraySource): Map<number, unknown>;
+function readArrays(parsed: Parsed, source: AsyncArraySource): Promise<Map<number, unknown>>;
+function readArrays(parsed: Parsed, source: ArraySource | AsyncArraySource): Map<number, unknown> | Promise<Map<number, unknown>> {
+  const { header, segments } = parsed;
+  const inOrder = [...parsed.descriptors].sort((a, b) => segments[a.segment]!.offset - segments[b.segment]!.offset);
+  const arrays = new Map<number, unknown>();
+  const keep = (d: ArrayDescriptor, got: ArrayBuffer | Memmap) => arrays.set(d.segment, got instanceof Memmap ? got : arrayOver(d, got));
+  const from = (i: number): Map<number, unknown> | Promise<Map<number, unknown>> => {
+    for (; i < inOrder.length; i++) {
+      const d = inOrder[i]!;
+      const got = source(d, header.dataOffset + segments[d.segment]!.offset);
+      if (got instanceof Promise) {
+        return got.then((bytes) => {
+          keep(d, bytes);
+          return from(i + 1);
+        });
+      }
+      keep(d, got);
+    }
+    return arrays;
+  };
+  return from(0);
 }
 
-async function readExactly(handle: FileHandle, target: Uint8Array, position: number, path: string): Promise<void> {
-  let done = 0;
-  while (done < target.length) {
-    const { bytesRead } = await handle.read(target, done, Math.min(READ_CHUNK, target.length - done), position + done);
-    if (bytesRead === 0) throw formatError(path, `it ended early, at byte ${position + done}`);
-    done += bytesRead;
-  }
+/** Arrays read into memory the caller owns: `fill` copies each one's bytes into the buffer allocated for it. */
+function copied(path: string, fill: (target: Uint8Array, offset: number) => void): ArraySource {
+  return (d, offset) => {
+    const buffer = allocate(d, path);
+    fill(new Uint8Array(buffer), offset);
+    return buffer;
+  };
 }
 
-/** Header and structure of an uncompressed dump, read from an open file. */
-function readLayoutSync(fd: number, size: number, head: Buffer, path: string): Parsed {
-  const header = decodeHeader(head, size, path);
-  const structure = Buffer.alloc(header.structureLength);
-  readExactlySync(fd, structure, header.structureOffset, path);
-  return parseStructure(header, structure, path);
+/** Arrays read into memory with the reads done in Node's thread pool. */
+function copiedAsync(fd: number, path: string): AsyncArraySource {
+  return async (d, offset) => {
+    const buffer = allocate(d, path);
+    await readExactly(fd, new Uint8Array(buffer), offset, path);
+    return buffer;
+  };
 }
 
-function mapArrays(fd: number, path: string, parsed: Parsed, mode: LoadMmapMode, mappings?: FileMapping[]): Map<number, unknown> {
+/**
+ * Arrays as views on the file. Plain arrays share one mapping of the data
+ * region (they have no close()); each Memmap gets its own, so closing one
+ * never detaches the others. Every mapping made is pushed to `mappings`.
+ */
+function mapped(fd: number, path: string, parsed: Parsed, mode: LoadMmapMode, mappings: FileMapping[] = []): ArraySource {
   const memmapMode: MemmapMode = mode === 'w+' ? 'r+' : mode;
   const shared = memmapMode === 'r+';
-  const { dataOffset, dataLength } = parsed.header;
-  // Plain arrays share one mapping of the data region (they have no close());
-  // each Memmap gets its own, so closing one never detaches the others.
   let common: FileMapping | undefined;
-  const arrays = new Map<number, unknown>();
-  for (const d of parsed.descriptors) {
-    const fileOffset = dataOffset + parsed.segments[d.segment]!.offset;
-    if (d.byteLength === 0) {
-      arrays.set(d.segment, arrayOver(d, new ArrayBuffer(0)));
-    } else if (d.kind === 'Memmap') {
-      const mapping = new FileMapping(fd, path, fileOffset, d.byteLength, shared);
-      mappings?.push(mapping);
+  return (d, offset) => {
+    if (d.byteLength === 0) return new ArrayBuffer(0);
+    if (d.kind === 'Memmap') {
+      const mapping = new FileMapping(fd, path, offset, d.byteLength, shared);
+      mappings.push(mapping);
       const strides = contiguousStrides(d.shape, dtypeInfo(d.dtype).itemsize, d.order);
-      arrays.set(d.segment, Memmap.create({ mapping, mode: memmapMode, dtype: d.dtype, shape: d.shape, strides, offset: fileOffset, order: d.order }));
-    } else {
-      if (common === undefined) {
-        common = new FileMapping(fd, path, dataOffset, dataLength, shared);
-        mappings?.push(common);
-      }
-      arrays.set(d.segment, arrayOver(d, common.view(fileOffset, d.byteLength)));
+      return Memmap.create({ mapping, mode: memmapMode, dtype: d.dtype, shape: d.shape, strides, offset, order: d.order });
     }
-  }
-  return arrays;
+    if (common === undefined) {
+      common = new FileMapping(fd, path, parsed.header.dataOffset, parsed.header.dataLength, shared);
+      mappings.push(common);
+    }
+    return common.view(offset, d.byteLength);
+  };
+}
+
+/** Arrays from a decompressing stream, which the caller has left before the first array. */
+function streamed(reader: StreamReader, path: string): AsyncArraySource {
+  return async (d, offset) => {
+    await skipTo(reader, offset, path);
+    if (d.byteLength <= PREALLOCATE_LIMIT) {
+      const buffer = allocate(d, path);
+      if (!(await reader.readInto(new Uint8Array(buffer)))) throw truncated(path, reader.position);
+      return buffer;
+    }
+    const pieces = await readPiecesOrFail(reader, d.byteLength, path);
+    const buffer = allocate(d, path);
+    const target = new Uint8Array(buffer);
+    let at = 0;
+    for (const piece of pieces) {
+      target.set(piece, at);
+      at += piece.length;
+    }
+    return buffer;
+  };
 }
 
 function warnCompressedMmap(path: string): void {
@@ -191,34 +209,14 @@ function asMemjobError(error: unknown, where: string, path: string): MemjobError
 }
 
 /** Opens for reading, or for writing too when the arrays will be mapped shared ('r+', 'w+'). */
-function openChecked(path: string, mmapMode: LoadMmapMode | null, where: string): { fd: number; size: number } {
-  let fd: number;
-  try {
-    // O_NONBLOCK: a FIFO must not make open() wait for a writer; the type check below refuses it.
-    fd = openSync(path, (mmapMode === 'r+' || mmapMode === 'w+' ? fsConstants.O_RDWR : fsConstants.O_RDONLY) | fsConstants.O_NONBLOCK);
-  } catch (error) {
-    throw systemError(where, error, path);
-  }
-  const stat = fstatSync(fd);
-  if (!stat.isFile()) {
-    closeSync(fd);
-    throw new MemjobError(stat.isDirectory() ? 'EISDIR' : ErrorCodes.INVALID_ARG, `${where}: expected a regular file, received '${path}', which is not one`, { path });
-  }
-  return { fd, size: stat.size };
+function openDump(path: string, mmapMode: LoadMmapMode | null, where: string): { fd: number; size: number } {
+  return openRegularFile(path, mmapMode === 'r+' || mmapMode === 'w+' ? fsConstants.O_RDWR : fsConstants.O_RDONLY, where);
 }
 
 /** Parses a whole (decompressed) file held in memory and copies its arrays out. */
 function loadFromBytes(bytes: Buffer, path: string): unknown {
-  const header = decodeHeader(bytes.subarray(0, HEADER_BYTES), bytes.length, path);
-  const parsed = parseStructure(header, bytes.subarray(header.structureOffset, header.structureOffset + header.structureLength), path);
-  const arrays = new Map<number, unknown>();
-  for (const d of parsed.descriptors) {
-    const start = header.dataOffset + parsed.segments[d.segment]!.offset;
-    const buffer = allocate(d, path);
-    new Uint8Array(buffer).set(bytes.subarray(start, start + d.byteLength));
-    arrays.set(d.segment, arrayOver(d, buffer));
-  }
-  return build(parsed, arrays, path);
+  const parsed = parseBytes(bytes, path);
+  return build(parsed, readArrays(parsed, copied(path, (target, offset) => target.set(bytes.subarray(offset, offset + target.length)))), path);
 }
 
 /**
@@ -229,23 +227,16 @@ export function loadSync<T = unknown>(filename: string | URL, options?: LoadOpti
 export function loadSync(filename: string | URL, options: LoadOptions = {}): unknown {
   const where = 'loadSync';
   const { path, mmapMode } = parseArgs(filename, options, where);
-  const { fd, size } = openChecked(path, mmapMode, where);
+  const { fd, size } = openDump(path, mmapMode, where);
   try {
-    const head = Buffer.alloc(Math.min(HEADER_BYTES, size));
-    readExactlySync(fd, head, 0, path);
+    const head = readHeadSync(fd, size, path);
     if (!hasMagic(head)) {
       if (mmapMode !== null) warnCompressedMmap(path);
       return loadFromBytes(decompressOrFail(readFileSync(fd), detectMethod(head), path), path);
     }
     const parsed = readLayoutSync(fd, size, head, path);
-    if (mmapMode !== null) return build(parsed, mapArrays(fd, path, parsed, mmapMode), path);
-    const arrays = new Map<number, unknown>();
-    for (const d of parsed.descriptors) {
-      const buffer = allocate(d, path);
-      readExactlySync(fd, new Uint8Array(buffer), parsed.header.dataOffset + parsed.segments[d.segment]!.offset, path);
-      arrays.set(d.segment, arrayOver(d, buffer));
-    }
-    return build(parsed, arrays, path);
+    const source = mmapMode !== null ? mapped(fd, path, parsed, mmapMode) : copied(path, (target, offset) => readExactlySync(fd, target, offset, path));
+    return build(parsed, readArrays(parsed, source), path);
   } catch (error) {
     throw asMemjobError(error, where, path);
   } finally {
@@ -260,67 +251,16 @@ export function loadSync(filename: string | URL, options: LoadOptions = {}): unk
  */
 export function loadMappedSync(path: string, mode: LoadMmapMode): { value: unknown; mappings: FileMapping[] } {
   const where = 'load';
-  const { fd, size } = openChecked(path, mode, where);
+  const { fd, size } = openDump(path, mode, where);
   try {
-    const head = Buffer.alloc(Math.min(HEADER_BYTES, size));
-    readExactlySync(fd, head, 0, path);
-    const parsed = readLayoutSync(fd, size, head, path);
+    const parsed = readLayoutSync(fd, size, readHeadSync(fd, size, path), path);
     const mappings: FileMapping[] = [];
-    return { value: build(parsed, mapArrays(fd, path, parsed, mode, mappings), path), mappings };
+    return { value: build(parsed, readArrays(parsed, mapped(fd, path, parsed, mode, mappings)), path), mappings };
   } catch (error) {
     throw asMemjobError(error, where, path);
   } finally {
     closeSync(fd);
   }
-}
-
-/**
- * Decompresses a whole file in memory, but never beyond what its header
- * promises: the header is read from a small decompressed prefix first, so a
- * tiny file cannot inflate into gigabytes before anything is checked.
- */
-function decompressOrFail(bytes: Buffer, method: CompressMethod, path: string): Buffer {
-  let head: Buffer;
-  try {
-    head = decompressPrefix(bytes, method, HEADER_BYTES);
-  } catch (error) {
-    throw notADump(path, method, error);
-  }
-  if (!hasMagic(head)) throw notADump(path, method);
-  const header = decodeHeader(head, Infinity, path);
-  const total = header.dataOffset + header.dataLength;
-  // Deflate cannot expand data more than 1032 times: a header promising more is lying.
-  if (method !== 'brotli' && total > bytes.length * 1032) {
-    throw formatError(path, `it is truncated: its header promises ${total} bytes, more than ${bytes.length} bytes of ${method} can expand to`);
-  }
-  if (total > maxViewBytes) {
-    // Too big to hold, if true. A bounded trial tells a lying header (the
-    // stream ends early: truncated) from a genuinely huge file.
-    let probe: Buffer | undefined;
-    try {
-      probe = decompressSync(bytes, method, 64 << 20);
-    } catch {
-      probe = undefined;
-    }
-    if (probe !== undefined) throw formatError(path, `it is truncated: its header promises ${total} bytes, it decompresses to ${probe.length}`);
-    throw new MemjobError(
-      ErrorCodes.VIEW_TOO_LARGE,
-      `loadSync: '${path}' promises ${total} bytes once decompressed, more than one ArrayBuffer can hold in this Node; if the file is genuine, use the async load(), which streams`,
-      { path },
-    );
-  }
-  try {
-    return decompressSync(bytes, method, total);
-  } catch (error) {
-    const tooLong = (error as { code?: unknown }).code === 'ERR_BUFFER_TOO_LARGE';
-    throw formatError(path, tooLong ? `it decompresses to more than the ${total} bytes its header promises` : `it cannot be decompressed as ${method} (${(error as Error).message})`);
-  }
-}
-
-export function notADump(path: string, method: CompressMethod, cause?: unknown): MemjobError {
-  const how = method === 'brotli' ? 'nor does it decompress as brotli' : `and it does not decompress as ${method}`;
-  const why = cause === undefined ? ' into one' : ` (${(cause as Error).message})`;
-  return formatError(path, `it does not start with the memjob magic bytes, ${how}${why}`);
 }
 
 /**
@@ -333,116 +273,30 @@ export async function load<T = unknown>(filename: string | URL, options?: LoadOp
 export async function load(filename: string | URL, options: LoadOptions = {}): Promise<unknown> {
   const where = 'load';
   const { path, mmapMode } = parseArgs(filename, options, where);
-  const { fd, size } = openChecked(path, mmapMode, where);
-  let handle: FileHandle | undefined;
+  const { fd, size } = openDump(path, mmapMode, where);
   try {
-    const head = Buffer.alloc(Math.min(HEADER_BYTES, size));
-    readExactlySync(fd, head, 0, path);
+    const head = readHeadSync(fd, size, path);
     if (!hasMagic(head)) {
       if (mmapMode !== null) warnCompressedMmap(path);
       return await loadCompressedStream(path, detectMethod(head));
     }
     const parsed = readLayoutSync(fd, size, head, path);
-    if (mmapMode !== null) return build(parsed, mapArrays(fd, path, parsed, mmapMode), path);
-    handle = await openAsync(path, 'r');
-    const arrays = new Map<number, unknown>();
-    for (const d of parsed.descriptors) {
-      const buffer = allocate(d, path);
-      await readExactly(handle, new Uint8Array(buffer), parsed.header.dataOffset + parsed.segments[d.segment]!.offset, path);
-      arrays.set(d.segment, arrayOver(d, buffer));
-    }
-    return build(parsed, arrays, path);
+    if (mmapMode !== null) return build(parsed, readArrays(parsed, mapped(fd, path, parsed, mmapMode)), path);
+    return build(parsed, await readArrays(parsed, copiedAsync(fd, path)), path);
   } catch (error) {
     throw asMemjobError(error, where, path);
   } finally {
     closeSync(fd);
-    await handle?.close();
   }
-}
-
-/**
- * @internal A compressed dump opened as a stream, its header and structure
- * read and checked (load and inspect). The reader is left at the end of the
- * structure; call close() when done, whatever happens.
- */
-export async function openCompressedDump(path: string, method: CompressMethod): Promise<{ reader: StreamReader; parsed: Parsed; close: () => Promise<void> }> {
-  const input = createReadStream(path);
-  const output = input.pipe(decompressor(method));
-  input.on('error', (error) => output.destroy(error));
-  const reader = new StreamReader(output);
-  const close = async () => {
-    await reader.close();
-    input.destroy();
-  };
-  try {
-    const head = Buffer.alloc(HEADER_BYTES);
-    let complete: boolean;
-    try {
-      complete = await reader.readInto(head);
-    } catch (error) {
-      throw notADump(path, method, error);
-    }
-    if (!hasMagic(head)) throw notADump(path, method);
-    if (!complete) throw formatError(path, 'its decompressed content is shorter than the header');
-    const header = decodeHeader(head, Infinity, path);
-    await skipTo(reader, header.structureOffset, path);
-    const structure = await readPiecesOrFail(reader, header.structureLength, path);
-    return { reader, parsed: parseStructure(header, Buffer.concat(structure), path), close };
-  } catch (error) {
-    await close();
-    throw undecompressable(error, path, method);
-  }
-}
-
-function undecompressable(error: unknown, path: string, method: CompressMethod): MemjobError {
-  if (error instanceof MemjobError) return error;
-  return formatError(path, `it could not be decompressed as ${method} (${(error as Error).message})`);
 }
 
 async function loadCompressedStream(path: string, method: CompressMethod): Promise<unknown> {
   const { reader, parsed, close } = await openCompressedDump(path, method);
-  const { header } = parsed;
   try {
-    // Read the arrays in file order: the stream only goes forward.
-    const inOrder = [...parsed.descriptors].sort((a, b) => parsed.segments[a.segment]!.offset - parsed.segments[b.segment]!.offset);
-    const arrays = new Map<number, unknown>();
-    for (const d of inOrder) {
-      await skipTo(reader, header.dataOffset + parsed.segments[d.segment]!.offset, path);
-      let buffer: ArrayBuffer;
-      if (d.byteLength <= PREALLOCATE_LIMIT) {
-        buffer = allocate(d, path);
-        if (!(await reader.readInto(new Uint8Array(buffer)))) throw truncated(path, reader.position);
-      } else {
-        const pieces = await readPiecesOrFail(reader, d.byteLength, path);
-        buffer = allocate(d, path);
-        const target = new Uint8Array(buffer);
-        let at = 0;
-        for (const piece of pieces) {
-          target.set(piece, at);
-          at += piece.length;
-        }
-      }
-      arrays.set(d.segment, arrayOver(d, buffer));
-    }
-    return build(parsed, arrays, path);
+    return build(parsed, await readArrays(parsed, streamed(reader, path)), path);
   } catch (error) {
     throw undecompressable(error, path, method);
   } finally {
     await close();
   }
-}
-
-export function truncated(path: string, position: number): MemjobError {
-  return formatError(path, `it is truncated: the decompressed content ends at byte ${position}`);
-}
-
-export async function skipTo(reader: StreamReader, position: number, path: string): Promise<void> {
-  if (position < reader.position) throw formatError(path, `byte ${position} comes before the read position ${reader.position}`);
-  if (!(await reader.skip(position - reader.position))) throw truncated(path, reader.position);
-}
-
-async function readPiecesOrFail(reader: StreamReader, length: number, path: string): Promise<Buffer[]> {
-  const pieces = await reader.readPieces(length);
-  if (pieces === null) throw truncated(path, reader.position);
-  return pieces;
 }

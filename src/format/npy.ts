@@ -6,11 +6,11 @@
  * against the file's size before it allocates anything, and can map the data
  * (mmapMode) instead of reading it. docs/npy.md describes what is supported.
  */
-import { closeSync, constants as fsConstants, fstatSync, fsync, openSync, readSync, write, writeSync, type Stats } from 'node:fs';
-import { open as openFile, type FileHandle } from 'node:fs/promises';
+import { closeSync, constants as fsConstants, fsync, write, writeSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { ErrorCodes, MemjobError, invalidArg, systemError } from '../errors.js';
 import { parseFilename } from '../system/filename.js';
+import { openRegularFile, readFully, readFullySync } from '../system/regular-file.js';
 import { dtypeInfo, dtypeOfArray, type TypedArray } from '../memmap/dtype.js';
 import { contiguity, type Order } from '../memmap/layout.js';
 import { Memmap } from '../memmap/memmap.js';
@@ -39,7 +39,7 @@ export interface LoadNpyOptions {
   mmapMode?: 'r' | 'r+' | 'c' | 'w+' | null;
 }
 
-/** The most bytes one read or write system call is asked for. */
+/** The most bytes one write system call is asked for. */
 const MAX_IO_BYTES = 1024 ** 3;
 const writeAsync = promisify(write);
 const fsyncAsync = promisify(fsync);
@@ -93,14 +93,8 @@ export function loadNpySync(filename: string | URL, options: LoadNpyOptions = {}
   const path = parseFilename(filename, where);
   const mmapMode = parseLoadOptions(options, where);
   const ctx: NpyContext = { where, path };
-  let fd: number;
+  const { fd, size: fileSize } = openRegularFile(path, fsConstants.O_RDONLY, where);
   try {
-    fd = openSync(path, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
-  } catch (error) {
-    throw systemError(where, error, path);
-  }
-  try {
-    const fileSize = regularFileSize(fstatSync(fd), ctx);
     const prefix = parsePrefix(readExactSync(fd, Math.min(fileSize, PREFIX_MAX_BYTES), 0, ctx), fileSize, ctx);
     const text = decodeHeader(readExactSync(fd, prefix.headerBytes, prefix.headerStart, ctx), prefix.encoding, ctx);
     const header = parseHeader(text, prefix.headerStart + prefix.headerBytes, fileSize, ctx);
@@ -126,28 +120,23 @@ export async function loadNpy(filename: string | URL, options: LoadNpyOptions = 
   const path = parseFilename(filename, where);
   const mmapMode = parseLoadOptions(options, where);
   const ctx: NpyContext = { where, path };
-  let handle: FileHandle;
+  // Opening and fstat are quick; the reads, which may be large, go to the thread pool.
+  const { fd, size: fileSize } = openRegularFile(path, fsConstants.O_RDONLY, where);
   try {
-    handle = await openFile(path, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
-  } catch (error) {
-    throw systemError(where, error, path);
-  }
-  try {
-    const fileSize = regularFileSize(await handle.stat(), ctx);
-    const prefix = parsePrefix(await readExact(handle, Math.min(fileSize, PREFIX_MAX_BYTES), 0, ctx), fileSize, ctx);
-    const text = decodeHeader(await readExact(handle, prefix.headerBytes, prefix.headerStart, ctx), prefix.encoding, ctx);
+    const prefix = parsePrefix(await readExact(fd, Math.min(fileSize, PREFIX_MAX_BYTES), 0, ctx), fileSize, ctx);
+    const text = decodeHeader(await readExact(fd, prefix.headerBytes, prefix.headerStart, ctx), prefix.encoding, ctx);
     const header = parseHeader(text, prefix.headerStart + prefix.headerBytes, fileSize, ctx);
     if (mmapMode !== undefined) {
       checkMappable(header, ctx);
       if (header.size > 0) return mapData(header, mmapMode, ctx);
     }
     const data = allocate(header, ctx);
-    await readInto(handle, bytesOf(data), header.dataOffset, ctx);
+    await readInto(fd, bytesOf(data), header.dataOffset, ctx);
     return toNDArray(data, header);
   } catch (error) {
     throw asMemjobError(where, error, path);
   } finally {
-    await handle.close();
+    closeSync(fd);
   }
 }
 
@@ -231,21 +220,6 @@ function parseLoadOptions(options: unknown, where: string): NpyMmapMode | undefi
   throw invalidArg(where, 'mmapMode', "one of 'r', 'r+', 'c', 'w+', null or undefined", mode);
 }
 
-function regularFileSize(stat: Stats, ctx: NpyContext): number {
-  if (stat.isDirectory()) {
-    throw new MemjobError('EISDIR', `${ctx.where}: expected a regular file, received the directory '${ctx.path}' (EISDIR)`, {
-      path: ctx.path,
-      syscall: 'open',
-    });
-  }
-  if (!stat.isFile()) {
-    throw new MemjobError(ErrorCodes.INVALID_ARG, `${ctx.where}: expected a regular file, received '${ctx.path}', which is not one`, {
-      path: ctx.path,
-    });
-  }
-  return stat.size;
-}
-
 function checkMappable(header: NpyHeader, ctx: NpyContext): void {
   if (!header.swap) return;
   const order = header.descr.startsWith('>') ? 'big-endian' : 'little-endian';
@@ -307,27 +281,20 @@ function readExactSync(fd: number, length: number, position: number, ctx: NpyCon
   return bytes;
 }
 
-async function readExact(handle: FileHandle, length: number, position: number, ctx: NpyContext): Promise<Uint8Array> {
+async function readExact(fd: number, length: number, position: number, ctx: NpyContext): Promise<Uint8Array> {
   const bytes = new Uint8Array(length);
-  await readInto(handle, bytes, position, ctx);
+  await readInto(fd, bytes, position, ctx);
   return bytes;
 }
 
-/** Fills `bytes` from the file at `position`, at most 1 GiB per read. */
 function readIntoSync(fd: number, bytes: Uint8Array, position: number, ctx: NpyContext): void {
-  for (let done = 0; done < bytes.length; ) {
-    const n = readSync(fd, bytes, done, Math.min(bytes.length - done, MAX_IO_BYTES), position + done);
-    if (n === 0) throw shrunk(position + done, ctx);
-    done += n;
-  }
+  const read = readFullySync(fd, bytes, position);
+  if (read < bytes.length) throw shrunk(position + read, ctx);
 }
 
-async function readInto(handle: FileHandle, bytes: Uint8Array, position: number, ctx: NpyContext): Promise<void> {
-  for (let done = 0; done < bytes.length; ) {
-    const { bytesRead } = await handle.read(bytes, done, Math.min(bytes.length - done, MAX_IO_BYTES), position + done);
-    if (bytesRead === 0) throw shrunk(position + done, ctx);
-    done += bytesRead;
-  }
+async function readInto(fd: number, bytes: Uint8Array, position: number, ctx: NpyContext): Promise<void> {
+  const read = await readFully(fd, bytes, position);
+  if (read < bytes.length) throw shrunk(position + read, ctx);
 }
 
 // Sizes were checked against fstat, so running out of bytes means the file shrank while being read.

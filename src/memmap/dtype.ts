@@ -107,4 +107,12 @@ export function dtypeOfArray(array: TypedArray): DType | undefined {
   return undefined;
 }
 
+/** The TypedArray class called `name` ('Float64Array'...), for references that name their array's class; undefined for a class no dtype uses. */
+export function arrayTypeNamed(name: string): DTypeInfo['arrayType'] | undefined {
+  for (const info of Object.values(table)) {
+    if (info.arrayType.name === name) return info.arrayType;
+  }
+  return undefined;
+}
+
 export const littleEndian = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;

@@ -3,19 +3,11 @@
  * defaults. All validation happens here, before any file is opened or
  * truncated, so a bad option never damages a file.
  */
-import {
-  closeSync,
-  constants as fsConstants,
-  existsSync,
-  fstatSync,
-  ftruncateSync,
-  openSync,
-  statSync,
-  statfsSync,
-} from 'node:fs';
+import { closeSync, constants as fsConstants, existsSync, ftruncateSync, statSync, statfsSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { ErrorCodes, MemjobError, describe, invalidArg, systemError } from '../errors.js';
 import { parseFilename } from '../system/filename.js';
+import { openRegularFile } from '../system/regular-file.js';
 import { dtypeInfo, parseDType, type DType } from './dtype.js';
 import { FileMapping } from './file-mapping.js';
 import { contiguousStrides, extent, parseOrder, parseShape, sizeOf, type Order } from './layout.js';
@@ -40,15 +32,12 @@ const modeAliases: Record<string, MemmapMode> = {
 };
 
 // How each mode opens the file: 'r' and 'c' never need write access.
-// O_NONBLOCK makes open() of a FIFO return at once (it would otherwise wait
-// for a writer forever); the type check below then refuses it. On regular
-// files the flag has no effect.
-const { O_RDONLY, O_RDWR, O_CREAT, O_TRUNC, O_NONBLOCK } = fsConstants;
+const { O_RDONLY, O_RDWR, O_CREAT, O_TRUNC } = fsConstants;
 const openFlags: Record<MemmapMode, number> = {
-  r: O_RDONLY | O_NONBLOCK,
-  c: O_RDONLY | O_NONBLOCK,
-  'r+': O_RDWR | O_NONBLOCK,
-  'w+': O_RDWR | O_CREAT | O_TRUNC | O_NONBLOCK,
+  r: O_RDONLY,
+  c: O_RDONLY,
+  'r+': O_RDWR,
+  'w+': O_RDWR | O_CREAT | O_TRUNC,
 };
 
 export function memmap<D extends DType = 'uint8'>(filename: string | URL, options: MemmapOptions<D> = {}): Memmap<D> {
@@ -75,37 +64,20 @@ export function memmap<D extends DType = 'uint8'>(filename: string | URL, option
     checkRoomFor(path, offset + sizeOf(shape!) * itemsize, where);
   }
 
-  let fd: number;
+  const { fd, size } = openRegularFile(path, openFlags[mode], where);
   try {
-    fd = openSync(path, openFlags[mode], 0o666);
-  } catch (error) {
-    throw systemError(where, error, path);
-  }
-  try {
-    const stat = fstatSync(fd);
-    if (stat.isDirectory()) {
-      throw new MemjobError('EISDIR', `${where}: expected a regular file, received the directory '${path}' (EISDIR)`, {
-        path,
-        syscall: 'open',
-      });
-    }
-    if (!stat.isFile()) {
-      throw new MemjobError(ErrorCodes.INVALID_ARG, `${where}: expected a regular file, received '${path}', which is not one`, {
-        path,
-      });
-    }
     if (mode === 'w+') {
       ftruncateSync(fd, offset + sizeOf(shape!) * itemsize);
     } else {
-      if (offset > stat.size) {
+      if (offset > size) {
         throw new MemjobError(
           ErrorCodes.OUT_OF_RANGE,
-          `${where}: "offset" ${offset} is past the end of '${path}', which holds ${stat.size} bytes`,
+          `${where}: "offset" ${offset} is past the end of '${path}', which holds ${size} bytes`,
           { path },
         );
       }
       if (shape === undefined) {
-        const available = stat.size - offset;
+        const available = size - offset;
         if (available % itemsize !== 0) {
           throw new MemjobError(
             ErrorCodes.SHAPE,
@@ -115,11 +87,11 @@ export function memmap<D extends DType = 'uint8'>(filename: string | URL, option
           );
         }
         shape = [available / itemsize];
-      } else if (offset + sizeOf(shape) * itemsize > stat.size) {
+      } else if (offset + sizeOf(shape) * itemsize > size) {
         throw new MemjobError(
           ErrorCodes.SHAPE,
           `${where}: shape [${shape.join(', ')}] of ${dtype} needs ${sizeOf(shape) * itemsize} bytes from offset ` +
-            `${offset}, but '${path}' holds ${stat.size} bytes`,
+            `${offset}, but '${path}' holds ${size} bytes`,
           { path },
         );
       }
@@ -205,15 +177,8 @@ export function openMemmapView(ref: MemmapLayoutRef): Memmap {
   const { low, high } = extent(ref.shape, ref.strides, itemsize);
   // Reopening never creates or truncates: 'w+' means "read-write" here.
   const mode: MemmapMode = ref.mode === 'w+' ? 'r+' : ref.mode;
-  const fd = (() => {
-    try {
-      return openSync(ref.path, openFlags[mode]);
-    } catch (error) {
-      throw systemError(where, error, ref.path);
-    }
-  })();
+  const { fd, size } = openRegularFile(ref.path, openFlags[mode], where);
   try {
-    const size = fstatSync(fd).size;
     if (ref.offset + high > size || ref.offset + low < 0) {
       throw new MemjobError(ErrorCodes.OUT_OF_RANGE, `${where}: the view reaches past the end of '${ref.path}' (${size} bytes); was the file truncated?`, {
         path: ref.path,

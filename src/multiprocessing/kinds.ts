@@ -1,10 +1,9 @@
 /**
- * Every kind of shared object, loaded together so that a worker can revive
- * any of them (each module registers its reviver when it loads). The
- * transport layer imports packShared/reviveShared from here.
+ * Every kind of shared object, loaded together so that a thread can revive
+ * any of them: each module registers its reviver with transport's
+ * shared-object kind when it loads. The worker entry imports this module;
+ * transport never does (it sits below multiprocessing).
  */
 import './lock.js';
 import './values.js';
 import './queue.js';
-
-export { packShared, reviveShared, type SharedRef } from './shared-ref.js';

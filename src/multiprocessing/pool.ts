@@ -9,18 +9,18 @@
  *   const squares = await pool.map(square, [1, 2, 3]);
  */
 import { ErrorCodes, MemjobError, invalidArg } from '../errors.js';
+import type { ExitInfo, Slot } from '../parallel/backends/backend.js';
+import type { WorkerBackend } from '../parallel/backends/worker-backend.js';
+import type { WorkerTransport } from '../parallel/backends/worker-transport.js';
 import { isDelayedCall, type DelayedCall } from '../parallel/delayed.js';
+import { Dispatcher, type DispatchBatch, type DispatchOwner, type Failure } from '../parallel/dispatcher.js';
+import { makeWorkerBackend } from '../parallel/executor.js';
 import { warnManyWorkers } from '../parallel/options.js';
-import { WorkerPool, type PoolListener, type PoolWorker } from '../parallel/pool.js';
-import { callAt, callCount, compactCalls, isPlainValue, type CallMessage, type FlatCalls, type ToParent } from '../parallel/protocol.js';
-import type { BackendKind, ExitInfo } from '../parallel/worker-handle.js';
-import { ArgumentPacker } from '../transport/array-refs.js';
-import { rebuildError, type SerializedError } from '../transport/error-transport.js';
+import { describeExit } from '../parallel/run-errors.js';
+import type { BackendKind } from '../parallel/worker-handle.js';
 import { describeFunction, type FunctionSpec } from '../transport/functions.js';
 import { memjobExports } from '../transport/memjob-exports.js';
-import { unpackResult } from '../transport/result-refs.js';
 import { parseMaxNbytes, parseTempFolder } from '../transport/options.js';
-import { RunFolders } from '../transport/run-folders.js';
 import { refuseMainReentry } from '../transport/worker-context.js';
 import { cpuCount } from '../system/cpu-count.js';
 import { collectItems, collector, deferreds, parseItems, streamResults, type Sink } from './pool-io.js';
@@ -50,35 +50,35 @@ export interface ChunkOptions {
 }
 
 /** One chunk of tasks of one call, waiting for or running on a worker. */
-interface Chunk {
-  fns: FunctionSpec[];
-  calls: CallMessage[] | FlatCalls;
+interface Chunk extends DispatchBatch {
+  /** The function and this chunk's items, kept to queue the rest again after a failure. */
+  fn: unknown;
+  items: readonly unknown[];
+  spread: boolean;
   sink: Sink;
   /** Index of this chunk's first call in its submission. */
   first: number;
-  worker?: PoolWorker;
 }
 
 /** As Python's Pool: a worker takes the next chunk only when it is free, so a slow task never holds others back. */
 const PER_WORKER = 1;
-let batchCounter = 0;
+let poolCounter = 0;
 
-export class Pool implements PoolListener {
+export class Pool implements DispatchOwner<Chunk> {
+  readonly where = 'Pool';
+  readonly maxInFlight = Infinity;
   readonly processes: number;
-  readonly #workers: WorkerPool;
+  readonly #backend: WorkerBackend;
+  readonly #transport: WorkerTransport;
+  readonly #dispatcher: Dispatcher<Chunk>;
   readonly #queue: Chunk[] = [];
-  readonly #running = new Map<number, Chunk>();
-  readonly #folders: RunFolders;
-  readonly #maxNbytes: number | null;
   readonly #maxTasksPerChild: number | undefined;
-  readonly #tasksDone = new Map<PoolWorker, number>();
-  readonly #runId = ++batchCounter;
+  readonly #tasksDone = new Map<Slot, number>();
   #closed = false;
   #terminated = false;
   #idle: (() => void)[] = [];
   /** imap streams still reading an AsyncIterable: join() waits for them too. */
   #feeding = 0;
-  #pumping = false;
 
   constructor(options: PoolOptions = {}) {
     const where = 'Pool';
@@ -93,16 +93,18 @@ export class Pool implements PoolListener {
     if (maxTasks !== undefined && !(Number.isSafeInteger(maxTasks) && maxTasks > 0)) throw invalidArg(where, 'maxTasksPerChild', 'a positive integer', maxTasks);
     this.processes = processes;
     this.#maxTasksPerChild = maxTasks;
-    this.#maxNbytes = parseMaxNbytes(where, options.maxNbytes);
+    const maxNbytes = parseMaxNbytes(where, options.maxNbytes);
+    const tempFolder = parseTempFolder(where, options.tempFolder);
     let initializer: { fn: FunctionSpec; args: unknown[] } | undefined;
     if (options.initializer !== undefined) {
       const call = isDelayedCall(options.initializer) ? options.initializer : { fn: options.initializer, args: options.initargs ?? [] };
       if (typeof call.fn !== 'function') throw invalidArg(where, 'initializer', 'a function or delayed(fn)(...args)', options.initializer);
       initializer = { fn: describeFunction(call.fn, memjobExports()), args: [...call.args] };
     }
-    this.#folders = new RunFolders(parseTempFolder(where, options.tempFolder));
-    this.#workers = new WorkerPool(backend, processes, initializer, {});
-    this.#workers.listener = this;
+    this.#backend = makeWorkerBackend({ backend, nJobs: processes, initializer, resourceLimits: undefined }, PER_WORKER);
+    this.#transport = this.#backend.transport({ maxNbytes, mmapMode: 'r', tempFolder, cacheDumps: false }) as WorkerTransport;
+    this.#dispatcher = new Dispatcher(this.#backend, this.#transport, this, ++poolCounter);
+    this.#backend.listener = this.#dispatcher;
   }
 
   /** Python's map: results in input order. `chunksize` defaults to Python's heuristic. */
@@ -175,7 +177,7 @@ export class Pool implements PoolListener {
   /** Waits for every submitted task, then stops the workers. Call close() first, as in Python. */
   async join(): Promise<void> {
     if (!this.#closed && !this.#terminated) throw new MemjobError(ErrorCodes.INVALID_ARG, 'Pool.join: call close() (or terminate()) first, as in Python');
-    while (this.#queue.length > 0 || this.#running.size > 0 || this.#feeding > 0) await new Promise<void>((resolve) => this.#idle.push(resolve));
+    while (this.#queue.length > 0 || !this.#dispatcher.idle || this.#feeding > 0) await new Promise<void>((resolve) => this.#idle.push(resolve));
     await this.#shutdown();
   }
 
@@ -184,8 +186,10 @@ export class Pool implements PoolListener {
     this.#closed = true;
     this.#terminated = true;
     const cancelled = new MemjobError(ErrorCodes.CANCELLED, 'Pool.terminate: the pool was terminated before this task finished');
-    for (const chunk of [...this.#queue.splice(0), ...this.#running.values()]) rejectChunk(chunk, cancelled);
-    this.#running.clear();
+    const pending = this.#dispatcher.takePending();
+    const running = [...this.#dispatcher.inFlight.values()];
+    this.#dispatcher.inFlight.clear();
+    for (const chunk of [...(pending === undefined ? [] : [pending]), ...this.#queue.splice(0), ...running]) rejectChunk(chunk, cancelled);
     await this.#shutdown();
   }
 
@@ -194,8 +198,8 @@ export class Pool implements PoolListener {
   }
 
   async #shutdown(): Promise<void> {
-    await this.#workers.close();
-    this.#folders.remove();
+    await this.#backend.close();
+    this.#transport.close();
     this.#wakeIdle();
   }
 
@@ -210,13 +214,13 @@ export class Pool implements PoolListener {
     return chunksize;
   }
 
-  /** The function's reference, if this pool takes work now. */
-  #accept(fn: unknown, streamed: boolean): FunctionSpec {
+  /** Checks that this pool takes work now and that `fn` can be shipped. */
+  #accept(fn: unknown, streamed: boolean): void {
     // A stream begun before close() goes on feeding, as Python's imap has taken its whole input; terminate() ends it.
     if (streamed && this.#terminated) throw new MemjobError(ErrorCodes.CANCELLED, 'Pool.terminate: the pool was terminated before these items were submitted');
     if (this.#closed && !streamed) throw new MemjobError(ErrorCodes.BUSY, 'Pool: the pool was closed; no more tasks can be submitted');
     if (typeof fn !== 'function') throw invalidArg('Pool', 'fn', 'a function', fn);
-    return describeFunction(fn, memjobExports());
+    this.#transport.check(fn);
   }
 
   /** imap over an AsyncIterable: checks now, as for an array, then submits chunks as items arrive. */
@@ -227,7 +231,7 @@ export class Pool implements PoolListener {
       submit: (items, sink) => this.#submit(fn, items, false, chunksize, sink, true),
       feeding: (delta) => {
         this.#feeding += delta;
-        if (delta < 0) this.#afterChange();
+        if (delta < 0) this.changed();
       },
     });
   }
@@ -238,148 +242,87 @@ export class Pool implements PoolListener {
    * single argument (map, imap).
    */
   #submit(fn: unknown, items: readonly unknown[], spread: boolean, chunksize: number, sink: Sink, streamed = false): void {
-    const spec = this.#accept(fn, streamed);
-    // One packer per call: an array is dumped once for all the tasks of this call, and again in a later call (it may have changed).
-    const packer = new ArgumentPacker({ maxNbytes: this.#maxNbytes, mmapMode: 'r', folders: this.#folders });
-    for (let start = 0; start < items.length; start += chunksize) {
-      const slice = items.slice(start, start + chunksize);
-      let calls: CallMessage[] | FlatCalls;
-      if (!spread && slice.every(isPlainValue)) {
-        // The common tiny task: plain single arguments travel as one flat array (see protocol.ts).
-        calls = { flat: true, fn: 0, arity: 1, values: slice };
-      } else {
-        calls = slice.map((item) => {
-          const args = spread ? [...(item as readonly unknown[])] : [item];
-          return { fn: 0, args: args.every(isPlainValue) ? args : (packer.pack(args) as unknown[]) };
-        });
-      }
-      this.#queue.push({ fns: [spec], calls, sink, first: start });
-    }
-    this.#workers.setActive(true);
-    void this.#pump();
+    this.#accept(fn, streamed);
+    // A new dump scope per call: an array is dumped once for all the tasks of this call, and again in a later call (it may have changed).
+    this.#transport.newDumpScope();
+    for (let start = 0; start < items.length; start += chunksize) this.#enqueue({ fn, items: items.slice(start, start + chunksize), spread, sink, first: start }, false);
+    this.#backend.setActive(true);
+    void this.#dispatcher.pump();
   }
 
-  async #pump(): Promise<void> {
-    if (this.#pumping) return;
-    this.#pumping = true;
-    try {
-      while (this.#queue.length > 0 && !this.#terminated) {
-        // One chunk per worker at a time: no more workers than chunks queued or running (4 items start 4, whatever `processes`).
-        this.#workers.fill(this.#queue.length + this.#running.size);
-        const worker = this.#workers.pick(PER_WORKER);
-        if (worker === undefined) {
-          if (this.#workers.starting()) {
-            await this.#workers.nextReadyChange();
-            continue;
-          }
-          break; // every worker is full: a completion pumps again
-        }
-        this.#send(this.#queue.shift()!, worker);
-      }
-    } finally {
-      this.#pumping = false;
-    }
+  #enqueue(chunk: Omit<Chunk, 'batch'>, front: boolean): void {
+    const queued = { ...chunk, batch: this.#transport.encodeMap(chunk.fn, chunk.items, chunk.spread) };
+    if (front) this.#queue.unshift(queued);
+    else this.#queue.push(queued);
   }
 
-  #send(chunk: Chunk, worker: PoolWorker): void {
-    const batchId = ++batchCounter;
-    chunk.worker = worker;
-    this.#running.set(batchId, chunk);
-    worker.inFlight.add(batchId);
-    const resultFolder = worker.handle.kind === 'processes' ? this.#folders.current().path : undefined;
-    worker.post({
-      type: 'batch',
-      batchId,
-      runId: this.#runId,
-      maxNbytes: this.#maxNbytes,
-      ...(resultFolder === undefined ? {} : { resultFolder }),
-      fns: chunk.fns,
-      calls: Array.isArray(chunk.calls) ? compactCalls(chunk.calls) : chunk.calls,
-    });
+  waiting(): boolean {
+    return this.#queue.length > 0 && !this.#terminated;
   }
 
-  onBatchDone(worker: PoolWorker, message: Extract<ToParent, { type: 'batch-done' }>): void {
-    const chunk = this.#running.get(message.batchId);
-    if (chunk === undefined) return;
-    this.#running.delete(message.batchId);
-    const owns = (path: string) => this.#folders.owns(path);
-    const { results } = message;
-    for (let i = 0; i < results.length; i++) {
-      const value = results[i];
-      chunk.sink.resolve(chunk.first + i, typeof value === 'object' && value !== null ? unpackResult(value, owns) : value);
-    }
-    const ran = results.length + (message.error === undefined ? 0 : 1);
-    if (message.error !== undefined) {
-      const failedAt = chunk.first + message.error.index;
+  next(): Chunk | undefined {
+    return this.#queue.shift();
+  }
+
+  /** One chunk per worker at a time: no more workers than chunks queued or running (4 items start 4, whatever `processes`). */
+  wantedSlots(): number {
+    return this.#queue.length + this.#dispatcher.inFlight.size + 1;
+  }
+
+  batchDone(chunk: Chunk, results: unknown[], failure: Failure | undefined): void {
+    results.forEach((value, i) => chunk.sink.resolve(chunk.first + i, value));
+    if (failure !== undefined) {
+      const failedAt = chunk.first + failure.index;
       const reject = (error: unknown) => chunk.sink.reject(failedAt, error);
-      void rebuildError(message.error.error).then(reject, reject);
+      void failure.error.then(reject, reject);
       // The worker stops a chunk at its first error: the calls after it go back to the front of the queue.
-      const rest = message.error.index + 1;
-      const count = callCount(chunk.calls);
-      if (rest < count) {
-        const calls = Array.from({ length: count - rest }, (_, i) => callAt(chunk.calls, rest + i));
-        this.#queue.unshift({ fns: chunk.fns, calls, sink: chunk.sink, first: chunk.first + rest });
-      }
+      const rest = failure.index + 1;
+      if (rest < chunk.items.length) this.#enqueue({ ...chunk, items: chunk.items.slice(rest), first: chunk.first + rest }, true);
     }
-    this.#countTasks(worker, ran);
-    this.#afterChange();
+    this.#countTasks(chunk.slot!, results.length + (failure === undefined ? 0 : 1));
   }
 
-  onWorkerExit(worker: PoolWorker, info: ExitInfo): void {
-    const how = info.signal !== null ? `was killed by ${info.signal}` : `exited with code ${info.code}`;
-    if (!worker.ready) {
-      // Dying while starting (a broken initializer) would repeat in every replacement: fail what waits instead.
-      const error = new MemjobError(ErrorCodes.WORKER_CRASHED, `Pool: a ${worker.describe()} ${how} while starting${info.error ? ` (${info.error.message})` : ''}`);
-      for (const chunk of this.#queue.splice(0)) rejectChunk(chunk, error);
-      this.#afterChange();
-      return;
-    }
-    for (const [batchId, chunk] of [...this.#running]) {
-      if (chunk.worker !== worker) continue;
-      this.#running.delete(batchId);
-      const error = new MemjobError(ErrorCodes.WORKER_CRASHED, `Pool: a ${worker.describe()} ${how}${info.error ? ` (${info.error.message})` : ''} while running this task`);
+  batchesLost(chunks: Chunk[], slot: Slot, info: ExitInfo): void {
+    for (const chunk of chunks) {
+      const error = new MemjobError(ErrorCodes.WORKER_CRASHED, `Pool: a ${slot.describe()} ${describeExit(info)} while running this task`);
       Object.assign(error, { exitCode: info.code, signal: info.signal });
       rejectChunk(chunk, error);
     }
-    this.#afterChange();
   }
 
-  onMainReentry(_worker: PoolWorker, serialized: SerializedError): void {
-    // Every worker imports the same module and would do the same: whatever waits or runs fails with it.
-    void rebuildError(serialized).then((error) => {
-      for (const chunk of this.#queue.splice(0)) rejectChunk(chunk, error);
-      for (const [batchId, chunk] of [...this.#running]) {
-        this.#running.delete(batchId);
-        rejectChunk(chunk, error);
-      }
-      this.#afterChange();
+  /** Every worker starts the same way: a failure will repeat, so the calls waiting fail with it. */
+  setupFailed(error: Promise<Error>): void {
+    void error.then((failure) => {
+      const pending = this.#dispatcher.takePending();
+      for (const chunk of [...(pending === undefined ? [] : [pending]), ...this.#queue.splice(0)]) rejectChunk(chunk, failure);
+      this.changed();
     });
   }
 
-  onInitError(worker: PoolWorker, serialized: SerializedError): void {
-    // Every worker runs the same initializer: a failure will repeat, so the queued calls fail with it.
-    void rebuildError(serialized).then((cause) => {
-      const error = new MemjobError(ErrorCodes.INITIALIZER, `Pool: the initializer failed in a ${worker.describe()}: ${cause.message}`, { cause });
-      for (const chunk of this.#queue.splice(0)) rejectChunk(chunk, error);
-      this.#afterChange();
-    });
+  pullFailed(error: unknown): void {
+    for (const chunk of this.#queue.splice(0)) rejectChunk(chunk, error);
   }
+
+  sendFailed(chunk: Chunk, error: unknown): void {
+    rejectChunk(chunk, error);
+  }
+
+  taskTimedOut(): void {}
 
   /** maxTasksPerChild: a worker that has run its share is retired once it has nothing in flight. */
-  #countTasks(worker: PoolWorker, ran: number): void {
+  #countTasks(slot: Slot, ran: number): void {
     if (this.#maxTasksPerChild === undefined) return;
-    const done = (this.#tasksDone.get(worker) ?? 0) + ran;
-    this.#tasksDone.set(worker, done);
-    if (done >= this.#maxTasksPerChild && worker.inFlight.size === 0) {
-      this.#tasksDone.delete(worker);
-      void this.#workers.retire(worker, false).then(() => void this.#pump());
+    const done = (this.#tasksDone.get(slot) ?? 0) + ran;
+    this.#tasksDone.set(slot, done);
+    if (done >= this.#maxTasksPerChild && slot.inFlight.size === 0) {
+      this.#tasksDone.delete(slot);
+      void this.#backend.retire(slot, false).then(() => void this.#dispatcher.pump());
     }
   }
 
-  #afterChange(): void {
-    void this.#pump();
-    if (this.#queue.length === 0 && this.#running.size === 0) {
-      this.#workers.setActive(false);
+  changed(): void {
+    if (this.#queue.length === 0 && this.#dispatcher.idle) {
+      this.#backend.setActive(false);
       this.#wakeIdle();
     }
   }
@@ -390,6 +333,5 @@ export class Pool implements PoolListener {
 }
 
 function rejectChunk(chunk: Chunk, error: unknown): void {
-  const count = callCount(chunk.calls);
-  for (let i = 0; i < count; i++) chunk.sink.reject(chunk.first + i, error);
+  for (let i = 0; i < chunk.items.length; i++) chunk.sink.reject(chunk.first + i, error);
 }

@@ -11,14 +11,13 @@
  */
 import { constants } from 'node:os';
 import { ErrorCodes, MemjobError, invalidArg } from '../errors.js';
-import { chooseTempRoot, createRunFolder, type RunFolder } from '../transport/temp-folder.js';
-import { ArgumentPacker } from '../transport/array-refs.js';
-import { rebuildError } from '../transport/error-transport.js';
-import { describeFunction, type FunctionSpec } from '../transport/functions.js';
-import { memjobExports } from '../transport/memjob-exports.js';
+import type { EncodedBatch, ExitInfo, Slot, Transport } from '../parallel/backends/backend.js';
+import type { WorkerBackend } from '../parallel/backends/worker-backend.js';
+import { Dispatcher, type DispatchBatch, type DispatchOwner, type Failure } from '../parallel/dispatcher.js';
+import { makeWorkerBackend } from '../parallel/executor.js';
+import type { BackendKind } from '../parallel/worker-handle.js';
 import { parseMaxNbytes } from '../transport/options.js';
 import { refuseMainReentry } from '../transport/worker-context.js';
-import { spawnWorker, type BackendKind, type WorkerHandle } from '../parallel/worker-handle.js';
 
 export interface ProcessOptions {
   /** The function to run: self-contained, a task() reference, or a memjob export. */
@@ -34,12 +33,19 @@ export interface ProcessOptions {
 
 let counter = 0;
 
+/** Python's exit codes: -N after signal N, the code otherwise. */
+function exitCodeOf(info: { code: number | null; signal: NodeJS.Signals | null }): number {
+  const signal = info.signal === null ? undefined : constants.signals[info.signal];
+  return signal !== undefined ? -signal : (info.code ?? 1);
+}
+
+/** A Dispatcher of size one: one worker, one batch of one call. */
 export class Process {
   readonly name: string;
   readonly #options: ProcessOptions;
   readonly #maxNbytes: number | null;
-  #handle: WorkerHandle | undefined;
-  #folder: RunFolder | undefined;
+  #backend: WorkerBackend | undefined;
+  #pid: number | undefined;
   #exitCode: number | null = null;
   #error: Error | undefined;
   #done: Promise<void> | undefined;
@@ -58,7 +64,7 @@ export class Process {
 
   /** The child's pid (processes backend, once started). */
   get pid(): number | undefined {
-    return this.#handle?.pid;
+    return this.#pid;
   }
 
   /** null while running (or before start); 0 on success, 1 if the target threw, -N if killed by signal N. */
@@ -72,73 +78,74 @@ export class Process {
   }
 
   isAlive(): boolean {
-    return this.#handle !== undefined && this.#exitCode === null;
+    return this.#backend !== undefined && this.#exitCode === null;
   }
 
   /** Starts the worker and the call; throws MEMJOB_ERR_CLOSURE and the like before anything starts. */
   start(): void {
     if (this.#done !== undefined) throw new MemjobError(ErrorCodes.BUSY, `Process.start: ${this.name} was already started (a Process runs once)`);
-    // Checked now, so a closure fails in start() as an unpicklable target fails in Python.
-    const fn = describeFunction(this.#options.target, memjobExports());
-    this.#done = this.#run(fn);
+    const backend = makeWorkerBackend({ backend: this.#options.backend!, nJobs: 1, initializer: undefined, resourceLimits: undefined }, 1);
+    const transport = backend.transport({ maxNbytes: this.#maxNbytes, mmapMode: 'r', tempFolder: undefined, cacheDumps: false });
+    let batch: EncodedBatch;
+    try {
+      // Checked now, so a closure fails in start() as an unpicklable target fails in Python.
+      batch = transport.encode([{ fn: this.#options.target, args: [...(this.#options.args ?? [])] }]);
+    } catch (error) {
+      transport.close();
+      throw error;
+    }
+    this.#backend = backend;
+    backend.fill(1);
+    this.#pid = backend.slots[0]?.pid;
+    this.#done = this.#run(backend, transport, batch);
     this.#done.catch(() => undefined);
   }
 
-  async #run(fn: FunctionSpec): Promise<void> {
-    const packer = new ArgumentPacker({
-      maxNbytes: this.#maxNbytes,
-      mmapMode: 'r',
-      folders: {
-        current: (needed) => (this.#folder ??= createRunFolder(chooseTempRoot(undefined, needed).root)),
-        fallback: (_failed, _needed, cause) => {
-          throw cause;
-        },
-      },
-    });
-    const args = packer.pack([...(this.#options.args ?? [])]) as unknown[];
-    const handle = spawnWorker(this.#options.backend!);
-    this.#handle = handle;
+  async #run(backend: WorkerBackend, transport: Transport, batch: EncodedBatch): Promise<void> {
     await new Promise<void>((resolve) => {
-      let finished = false;
-      handle.onMessage((message) => {
-        if (message.type === 'ready') {
-          handle.post({ type: 'batch', batchId: 1, runId: 1, maxNbytes: null, fns: [fn], calls: [{ fn: 0, args }] });
-        } else if (message.type === 'main-reentry' && !finished) {
-          // The target's module starts workers when imported: the call cannot run (the batch's own error may follow).
-          finished = true;
-          void rebuildError(message.error).then(async (error) => {
-            this.#error = error;
-            process.stderr.write(`${this.name}: ${error.stack ?? error.message}\n`);
-            this.#exitCode = 1;
-            await handle.terminate();
-            resolve();
-          });
-        } else if (message.type === 'batch-done' && !finished) {
-          finished = true;
-          void (async () => {
-            if (message.error !== undefined) {
-              this.#error = await rebuildError(message.error.error);
-              // Python prints the child's traceback on its stderr and exits with 1.
-              process.stderr.write(`${this.name}: ${this.#error.stack ?? this.#error.message}\n`);
-              this.#exitCode = 1;
-            } else {
-              this.#exitCode = 0;
-            }
-            await handle.terminate();
-            resolve();
-          })();
+      const finish = (exitCode: number, error?: Error) => {
+        if (this.#exitCode !== null) return;
+        this.#exitCode = exitCode;
+        if (error !== undefined) {
+          this.#error = error;
+          // Python prints the child's traceback on its stderr and exits with 1.
+          process.stderr.write(`${this.name}: ${error.stack ?? error.message}\n`);
         }
-      });
-      handle.onExit((info) => {
-        if (!finished) {
-          const signal = info.signal === null ? undefined : constants.signals[info.signal];
-          this.#exitCode = signal !== undefined ? -signal : (info.code ?? 1);
-          resolve();
-        }
-      });
-      handle.post({ type: 'init' });
+        resolve();
+      };
+      let sent = false;
+      const owner: DispatchOwner<DispatchBatch> = {
+        where: 'Process',
+        maxInFlight: 1,
+        waiting: () => !sent,
+        next: () => {
+          sent = true;
+          return { batch };
+        },
+        wantedSlots: () => 1,
+        batchDone: (_batch: DispatchBatch, _results: unknown[], failure: Failure | undefined) => {
+          if (failure === undefined) finish(0);
+          else void failure.error.then((error) => finish(1, error), (error: Error) => finish(1, error));
+        },
+        batchesLost: (_batches: DispatchBatch[], _slot: Slot, info: ExitInfo) => finish(exitCodeOf(info)),
+        setupFailed: (error: Promise<Error>) =>
+          void error.then((failure) => {
+            // A death while starting carries its exit; a module that re-entered main is the target's error.
+            const { exitCode, signal } = failure as { exitCode?: number | null; signal?: NodeJS.Signals | null };
+            if (exitCode !== undefined || signal !== undefined) finish(exitCodeOf({ code: exitCode ?? null, signal: signal ?? null }));
+            else finish(1, failure);
+          }),
+        pullFailed: (error: unknown) => finish(1, error as Error),
+        sendFailed: (_batch: DispatchBatch, error: unknown) => finish(1, error as Error),
+        taskTimedOut: () => undefined,
+        changed: () => undefined,
+      };
+      const dispatcher = new Dispatcher(backend, transport, owner, 1);
+      dispatcher.attach();
+      void dispatcher.pump();
     });
-    this.#folder?.remove();
+    await backend.close();
+    transport.close();
   }
 
   /** Waits for the call to end; with `timeout` (ms), returns after it even if still running (check exitCode). */
@@ -150,7 +157,7 @@ export class Process {
 
   /** Stops the worker now (SIGKILL for a child process). */
   async terminate(): Promise<void> {
-    await this.#handle?.terminate();
+    await this.#backend?.slots[0]?.handle.terminate();
     await this.#done;
   }
 }

@@ -8,7 +8,8 @@
 import { closeSync, ftruncateSync, openSync, rmSync } from 'node:fs';
 import { ErrorCodes, MemjobError, systemError } from '../errors.js';
 import { FileMapping } from '../memmap/file-mapping.js';
-import { chooseTempRoot, createExclusive, createRunFolder, type RunFolder } from '../transport/temp-folder.js';
+import { createExclusive, createRunFolder, type RunFolder } from '../transport/temp-folder.js';
+import { chooseTempRoot } from '../transport/temp-root.js';
 
 let folder: RunFolder | undefined;
 

@@ -7,8 +7,8 @@ import { ErrorCodes, MemjobError, describe, invalidArg } from '../errors.js';
 import type { LoadMmapMode } from '../format/load.js';
 import { cpuCount, parseNJobs } from '../system/cpu-count.js';
 import { parseMaxNbytes, parseTempFolder } from '../transport/options.js';
-import { inWorker } from '../transport/worker-context.js';
 import { isDelayedCall, type DelayedCall } from './delayed.js';
+import { nestedBackend } from './nesting.js';
 import type { ProgressCallback } from './progress.js';
 
 export type ReturnAs = 'array' | 'generator' | 'unordered';
@@ -25,6 +25,10 @@ export interface ParallelOptions<RA extends ReturnAs = ReturnAs> {
   preDispatch?: 'all' | number | string;
   /** Milliseconds for the whole run; MEMJOB_ERR_TIMEOUT after. Default none. */
   timeout?: number | null;
+  /** Milliseconds for each task (joblib's `timeout`); MEMJOB_ERR_TIMEOUT naming the task after, and its worker is stopped. Default none. */
+  taskTimeout?: number | null;
+  /** false: workers of its own, stopped by close(). Default true: warm workers shared with other Parallels of the same worker options (joblib's reusable executor). */
+  reuse?: boolean;
   /** Aborting it rejects the run with an AbortError and stops its workers. */
   signal?: AbortSignal;
   /** Arrays larger than this go to workers as memory-mapped dumps: bytes, or '1M'-style (K, M, G; base 1024). null disables. Default '1M'. */
@@ -52,6 +56,8 @@ export interface ResolvedOptions {
   /** Batches in flight at most; Infinity for 'all'. */
   preDispatchBatches: number;
   timeout: number | null;
+  taskTimeout: number | null;
+  reuse: boolean;
   signal: AbortSignal | undefined;
   maxNbytes: number | null;
   mmapMode: LoadMmapMode;
@@ -77,6 +83,12 @@ function parsePreDispatch(value: unknown, nJobs: number): number {
   throw invalidArg(where, 'preDispatch', "'all', a positive integer, or an expression such as '2*nJobs'", value);
 }
 
+function parseTimeout(value: unknown, name: string): number | null {
+  if (value === undefined || value === null) return null;
+  if (typeof value === 'number' && value > 0 && value <= 2 ** 31 - 1) return value;
+  throw invalidArg(where, name, `a positive number of milliseconds up to ${2 ** 31 - 1}, or null`, value);
+}
+
 function oneOf<T extends string>(value: unknown, allowed: readonly T[], name: string, fallback: T): T {
   if (value === undefined) return fallback;
   if (typeof value === 'string' && (allowed as readonly string[]).includes(value)) return value as T;
@@ -87,17 +99,16 @@ export function resolveOptions(options: ParallelOptions): ResolvedOptions {
   if (typeof options !== 'object' || options === null) throw invalidArg(where, 'options', 'an object', options);
   const nJobs = parseNJobs(options.nJobs, where, 1);
   let backend = oneOf(options.backend, ['threads', 'processes', 'sequential'] as const, 'backend', 'threads');
-  // joblib runs nested Parallel calls sequentially inside workers; it also
-  // stops a worker that re-imports a main module from spawning more workers.
-  if (nJobs === 1 || inWorker()) backend = 'sequential';
+  if (nJobs === 1) backend = 'sequential';
+  backend = nestedBackend(backend, where); // inside a worker, as joblib nests
   const batchSize = options.batchSize ?? 'auto';
   if (batchSize !== 'auto' && !(Number.isInteger(batchSize) && batchSize > 0)) {
     throw invalidArg(where, 'batchSize', "'auto' or a positive integer", batchSize);
   }
-  const timeout = options.timeout ?? null;
-  if (timeout !== null && !(typeof timeout === 'number' && timeout > 0 && Number.isFinite(timeout))) {
-    throw invalidArg(where, 'timeout', 'a positive number of milliseconds, or null', timeout);
-  }
+  const timeout = parseTimeout(options.timeout, 'timeout');
+  const taskTimeout = parseTimeout(options.taskTimeout, 'taskTimeout');
+  const reuse = options.reuse ?? true;
+  if (typeof reuse !== 'boolean') throw invalidArg(where, 'reuse', 'true or false', reuse);
   if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) throw invalidArg(where, 'signal', 'an AbortSignal', options.signal);
   const verbose = options.verbose ?? 0;
   if (typeof verbose !== 'number' || !(verbose >= 0)) throw invalidArg(where, 'verbose', 'a number from 0 to 100', verbose);
@@ -116,6 +127,8 @@ export function resolveOptions(options: ParallelOptions): ResolvedOptions {
     batchSize,
     preDispatchBatches: parsePreDispatch(options.preDispatch ?? '2*nJobs', nJobs),
     timeout,
+    taskTimeout,
+    reuse,
     signal: options.signal,
     maxNbytes: parseMaxNbytes(where, options.maxNbytes),
     mmapMode: oneOf(options.mmapMode, ['r', 'r+', 'c', 'w+'] as const, 'mmapMode', 'r'),

@@ -10,10 +10,13 @@ import { ErrorCodes, MemjobError } from '../errors.js';
 import { describeFunction } from '../transport/functions.js';
 import { memjobExports } from '../transport/memjob-exports.js';
 import { refuseMainReentry } from '../transport/worker-context.js';
+import type { Backend, Transport } from './backends/backend.js';
+import { SequentialBackend } from './backends/sequential.js';
+import type { WorkerBackend } from './backends/worker-backend.js';
 import { withParallelConfig } from './config.js';
 import type { DelayedCall } from './delayed.js';
+import { giveBack, makeWorkerBackend, takeBackend, type WorkerOptions } from './executor.js';
 import { resolveOptions, type ParallelOptions, type ResolvedOptions, type ReturnAs } from './options.js';
-import { WorkerPool } from './pool.js';
 import { Run, type ResultSink, type TaskSource } from './run.js';
 
 type Result<T> = T extends DelayedCall<infer R> ? R : unknown;
@@ -22,13 +25,18 @@ export type RunOutput<RA extends ReturnAs, T> = RA extends 'array' ? Promise<Res
 
 export class Parallel<RA extends ReturnAs = 'array'> {
   readonly options: Readonly<ResolvedOptions>;
-  #pool: WorkerPool | null = null;
+  /** Sequential: this thread, with the initializer run once per Parallel. */
+  #sequential: SequentialBackend | undefined;
+  /** Its workers, from the first run until close(): taken from the shared executor, or its own with reuse: false. */
+  #workers: WorkerBackend | undefined;
+  #workerOptions: WorkerOptions | undefined;
+  /** How calls cross to workers; holds the dump cache, kept until close(). */
+  #transport: Transport | undefined;
   /** A run is starting or in progress: one at a time. */
   #busy = false;
   /** The run in progress, once started (close() ends it). */
   #current: Run | null = null;
   #closed = false;
-  #initializedInProcess = false;
 
   constructor(options: ParallelOptions<RA> = {}) {
     refuseMainReentry('new Parallel()');
@@ -52,7 +60,12 @@ export class Parallel<RA extends ReturnAs = 'array'> {
     return this.#runToIterator(tasks, this.options.returnAs === 'unordered') as unknown as RunOutput<RA, T>;
   }
 
-  /** Stops the workers and frees everything; a run still in progress fails with MEMJOB_ERR_CANCELLED. Idempotent. */
+  /**
+   * Frees everything: a run still in progress fails with MEMJOB_ERR_CANCELLED,
+   * the dump cache is removed, and the workers go back to the shared
+   * executor, warm for the next Parallel with the same worker options (they
+   * never keep the process alive); with reuse: false they stop. Idempotent.
+   */
   async close(): Promise<void> {
     this.#closed = true;
     const run = this.#current;
@@ -60,9 +73,14 @@ export class Parallel<RA extends ReturnAs = 'array'> {
       run.fail(new MemjobError(ErrorCodes.CANCELLED, 'Parallel: close() was called while a run was in progress'));
       await run.done.catch(() => undefined);
     }
-    const pool = this.#pool;
-    this.#pool = null;
-    await pool?.close();
+    this.#transport?.close();
+    const workers = this.#workers;
+    this.#workers = undefined;
+    if (workers !== undefined && this.options.reuse) {
+      await workers.settled(); // workers a failed run stopped are gone before close() returns
+      giveBack(this.#workerOptions!, workers);
+    }
+    await Promise.all([this.options.reuse ? undefined : workers?.close(), this.#sequential?.close()]);
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -76,14 +94,11 @@ export class Parallel<RA extends ReturnAs = 'array'> {
     }
     this.#busy = true; // before the first await, so a second run() in the same tick is refused
     try {
-      const exports = memjobExports();
-      const pool = this.options.backend === 'sequential' ? null : this.#workerPool(exports);
-      if (pool === null) {
-        await this.#initializeInProcess();
-        this.#checkOpen();
-      }
+      const backend = this.#takeBackend();
+      const { maxNbytes, mmapMode, tempFolder } = this.options;
+      this.#transport ??= backend.transport({ maxNbytes, mmapMode, tempFolder, cacheDumps: true });
       const knownTotal = Array.isArray(tasks) ? tasks.length : undefined;
-      const run = new Run(tasks, this.options, pool, sink, exports, knownTotal);
+      const run = new Run(tasks, this.options, backend, this.#transport, sink, knownTotal);
       this.#current = run;
       const release = () => {
         this.#current = null;
@@ -102,26 +117,17 @@ export class Parallel<RA extends ReturnAs = 'array'> {
     if (this.#closed) throw new MemjobError(ErrorCodes.BUSY, 'Parallel.run: this Parallel was closed; create a new one');
   }
 
-  /** The warm pool, made on first use (the initializer is checked here, before any worker starts). */
-  #workerPool(exports: Readonly<Record<string, unknown>>): WorkerPool {
-    if (this.#pool !== null) return this.#pool;
-    const { initializer: init, backend, nJobs, resourceLimits } = this.options;
-    const initializer = init === undefined ? undefined : { fn: describeFunction(init.fn, exports), args: [...init.args] };
-    this.#pool = new WorkerPool(backend as 'threads' | 'processes', nJobs, initializer, resourceLimits ? { resourceLimits } : {});
-    return this.#pool;
-  }
-
-  /** Sequential: "each worker" is this thread, so the initializer runs once per Parallel. */
-  async #initializeInProcess(): Promise<void> {
-    const init = this.options.initializer;
-    if (init === undefined || this.#initializedInProcess) return;
-    this.#initializedInProcess = true;
-    try {
-      await (init.fn as (...args: unknown[]) => unknown)(...init.args);
-    } catch (error) {
-      const reason = error instanceof Error ? error.message : String(error);
-      throw new MemjobError(ErrorCodes.INITIALIZER, `Parallel: the initializer failed: ${reason}`, { cause: error });
-    }
+  /** The backend for the next run. The initializer is checked on first use, before any worker starts. */
+  #takeBackend(): Backend {
+    const { backend, nJobs, initializer: init, resourceLimits, reuse } = this.options;
+    if (backend === 'sequential') return (this.#sequential ??= new SequentialBackend(init));
+    this.#workerOptions ??= {
+      backend,
+      nJobs,
+      initializer: init === undefined ? undefined : { fn: describeFunction(init.fn, memjobExports()), args: [...init.args] },
+      resourceLimits,
+    };
+    return (this.#workers ??= reuse ? takeBackend(this.#workerOptions) : makeWorkerBackend(this.#workerOptions));
   }
 
   async #runToArray(tasks: TaskSource): Promise<unknown[]> {

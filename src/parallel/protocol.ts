@@ -64,6 +64,8 @@ export type ToWorker =
       maxNbytes: number | null;
       /** Where a child process may write large results; absent for threads. */
       resultFolder?: string;
+      /** Post a 'task-start' before each call (the parent enforces taskTimeout). */
+      reportStarts?: true;
       fns: FunctionSpec[];
       calls: CallMessage[] | FlatCalls;
     }
@@ -76,6 +78,8 @@ export type ToParent =
   | { type: 'init-error'; error: SerializedError }
   /** The module a worker was importing tried to start workers (MEMJOB_ERR_MAIN_REENTRY): the run cannot succeed. */
   | { type: 'main-reentry'; error: SerializedError }
+  /** Call `index` of batch `batchId` is starting (only when the batch asked, with reportStarts). */
+  | { type: 'task-start'; batchId: number; index: number }
   | {
       type: 'batch-done';
       batchId: number;

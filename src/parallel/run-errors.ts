@@ -4,7 +4,7 @@
  * what happened in the words the docs use (docs/api.md, "Errors from a run").
  */
 import { ErrorCodes, MemjobError } from '../errors.js';
-import type { CallMessage } from './protocol.js';
+import type { Slot } from './backends/backend.js';
 import type { ExitInfo } from './worker-handle.js';
 
 /** What an aborted AbortSignal gives, as Node's own APIs do (name AbortError, code ABORT_ERR, cause the reason). */
@@ -28,13 +28,30 @@ export function withTaskIndex(error: Error, index: number): Error {
   return error;
 }
 
+/** "a worker thread", "a worker process 1234", "this thread": where something ran, for messages. */
+export function slotPhrase(slot: Slot): string {
+  const name = slot.describe();
+  return name.startsWith('this ') ? name : `a ${name}`;
+}
+
+/** Marks which task an error belongs to, unless it already names one (an error of a nested run). Other thrown values pass as they are. */
+export function attributeToTask(error: unknown, index: number): unknown {
+  if (error instanceof Error && !Object.hasOwn(error, 'taskIndex')) withTaskIndex(error, index);
+  return error;
+}
+
+export function taskTimeoutError(ms: number, index: number): MemjobError {
+  const error = new MemjobError(ErrorCodes.TIMEOUT, `Parallel: task ${index} did not finish within its taskTimeout of ${ms} ms; its worker was stopped`);
+  return withTaskIndex(error, index) as MemjobError;
+}
+
 export function describeExit(info: ExitInfo): string {
   const how = info.signal !== null ? `was killed by ${info.signal}` : `exited with code ${info.code}`;
   return info.error === undefined ? how : `${how} (${info.error.message})`;
 }
 
 /** Calls whose arguments structured clone cannot copy (a function, a symbol, ...): names the first such task. */
-export function unsendable(calls: readonly CallMessage[], indices: readonly number[], error: unknown): MemjobError {
+export function unsendable(calls: readonly { args: readonly unknown[] }[], indices: readonly number[], error: unknown): MemjobError {
   const at = calls.findIndex((call) => {
     try {
       structuredClone(call.args);

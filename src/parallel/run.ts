@@ -1,27 +1,19 @@
 /**
- * One run of a Parallel: pulls delayed calls lazily, batches them, sends the
- * batches to the pool's workers, collects results, reports progress, and
- * ends in exactly one way (all results, the first error, a crash, a timeout,
- * an abort, a consumer that stopped early) with its busy workers stopped and
- * its temp folders removed before the caller hears of the end.
+ * One run of a Parallel: pulls delayed calls lazily, batches them, hands the
+ * batches to the Dispatcher, collects results, reports progress, and ends in
+ * exactly one way (all results, the first error, a crash, a timeout, an
+ * abort, a consumer that stopped early) with its busy workers stopped and
+ * its temp files removed before the caller hears of the end.
  */
 import { ErrorCodes, MemjobError } from '../errors.js';
-import { ArgumentPacker } from '../transport/array-refs.js';
-import { rebuildError, type SerializedError } from '../transport/error-transport.js';
-import { describeFunction, type FunctionSpec } from '../transport/functions.js';
-import { unpackResult } from '../transport/result-refs.js';
-import { RunFolders } from '../transport/run-folders.js';
+import type { Backend, ExitInfo, Slot, Transport } from './backends/backend.js';
 import { AutoBatcher, FixedBatcher } from './batching.js';
 import { isDelayedCall, type DelayedCall } from './delayed.js';
+import { Dispatcher, type DispatchBatch, type DispatchOwner, type Failure } from './dispatcher.js';
 import { notDelayed, type ResolvedOptions } from './options.js';
-import type { PoolListener, PoolWorker, WorkerPool } from './pool.js';
 import { createProgress, type ProgressReporter } from './progress.js';
-import { compactCalls, isPlainValue, type CallMessage, type ToParent } from './protocol.js';
-import { abortError, describeExit, timeoutError, unsendable, withTaskIndex } from './run-errors.js';
-import type { ExitInfo } from './worker-handle.js';
+import { abortError, attributeToTask, describeExit, taskTimeoutError, timeoutError, unsendable } from './run-errors.js';
 
-/** Batches queued on one worker at a time: one running, one waiting, so no round trip leaves it idle. */
-const PER_WORKER = 2;
 let runCounter = 0;
 
 export type TaskSource = Iterable<unknown> | AsyncIterable<unknown>;
@@ -46,23 +38,20 @@ export interface ResultSink {
   put(index: number, value: unknown): void;
 }
 
-/** Calls pulled from the input, packed, waiting for a worker or running on one. */
-interface Batch {
-  id: number;
+/** Calls pulled from the input and encoded, waiting for a slot or running on one. */
+interface RunBatch extends DispatchBatch {
   indices: number[];
-  fns: FunctionSpec[];
-  calls: CallMessage[];
-  started: number;
+  calls: DelayedCall[];
 }
 
 /**
- * Runs `tasks` on `pool` (or in this thread when pool is null); `done`
- * resolves once every result was put into `sink`, or rejects with the run's
- * failure. `fail` lets the owner end the run early (a generator left by
- * `break`, close()).
+ * Runs `tasks` on `backend`; `done` resolves once every result was put into
+ * `sink`, or rejects with the run's failure. `fail` lets the owner end the
+ * run early (a generator left by `break`, close()).
  */
-export class Run implements PoolListener {
+export class Run implements DispatchOwner<RunBatch> {
   readonly id = ++runCounter;
+  readonly where = 'Parallel';
   readonly done: Promise<void>;
   #resolve!: () => void;
   #reject!: (error: unknown) => void;
@@ -71,27 +60,20 @@ export class Run implements PoolListener {
   #completed = 0;
   #dispatched = 0;
   #exhausted = false;
-  #pumping = false;
-  #batchCounter = 0;
-  /** A batch pulled from the input that no worker could take yet. */
-  #pending: Batch | undefined;
-  readonly #inFlight = new Map<number, Batch>();
   readonly #pull: Pull;
   readonly #closeInput: () => Promise<void>;
   readonly #batcher: AutoBatcher | FixedBatcher;
-  readonly #packer: ArgumentPacker;
   readonly #progress: ProgressReporter;
-  readonly #folders: RunFolders;
+  readonly #dispatcher: Dispatcher<RunBatch>;
   #timer: NodeJS.Timeout | undefined;
   #onAbort: (() => void) | undefined;
-  readonly #specs = new Map<unknown, FunctionSpec>();
 
   constructor(
     tasks: TaskSource,
     readonly options: ResolvedOptions,
-    readonly pool: WorkerPool | null,
+    readonly backend: Backend,
+    readonly transport: Transport,
     readonly sink: ResultSink,
-    readonly memjobExports: Readonly<Record<string, unknown>>,
     readonly knownTotal: number | undefined,
   ) {
     ({ pull: this.#pull, close: this.#closeInput } = puller(tasks));
@@ -100,12 +82,17 @@ export class Run implements PoolListener {
       this.#reject = reject;
     });
     this.done.catch(() => undefined); // observed by the caller; never an unhandled rejection here
-    this.#batcher = options.batchSize === 'auto' ? new AutoBatcher() : new FixedBatcher(options.batchSize);
-    this.#folders = new RunFolders(options.tempFolder);
-    this.#packer = new ArgumentPacker({ maxNbytes: options.maxNbytes, mmapMode: options.mmapMode, folders: this.#folders });
+    // In this thread, 'auto' runs one call at a time, as joblib's sequential backend does.
+    const auto = backend.name === 'sequential' ? new FixedBatcher(1) : new AutoBatcher();
+    this.#batcher = options.batchSize === 'auto' ? auto : new FixedBatcher(options.batchSize);
+    this.#dispatcher = new Dispatcher(backend, transport, this, this.id, options.taskTimeout);
     const backendLine =
-      options.backend === 'sequential' ? 'Using backend sequential (in-process).' : `Using backend ${options.backend} with ${options.nJobs} concurrent workers.`;
+      backend.name === 'sequential' ? 'Using backend sequential (in-process).' : `Using backend ${backend.name} with ${options.nJobs} concurrent workers.`;
     this.#progress = createProgress({ verbose: options.verbose, progress: options.progress, label: `Parallel(nJobs=${options.nJobs})`, backendLine });
+  }
+
+  get maxInFlight(): number {
+    return this.options.preDispatchBatches;
   }
 
   start(): Promise<void> {
@@ -120,12 +107,8 @@ export class Run implements PoolListener {
       signal.addEventListener('abort', this.#onAbort, { once: true });
     }
     if (timeout !== null) this.#timer = setTimeout(() => this.fail(timeoutError(timeout, this.#completed)), timeout);
-    if (this.pool === null) void this.#runSequential();
-    else {
-      this.pool.listener = this;
-      this.pool.setActive(true);
-      void this.#pump();
-    }
+    this.#dispatcher.attach();
+    void this.#dispatcher.pump();
     return this.done;
   }
 
@@ -138,17 +121,17 @@ export class Run implements PoolListener {
    * Ends the run with the error `reason` resolves to. The run counts as
    * finished at once, so nothing that happens while the error is rebuilt
    * (another batch completing, say) can end it some other way. Busy and
-   * starting workers are stopped before the folders go: a child process
+   * starting workers are stopped before the files go: a child process
    * still writing a result file must not recreate what cleanup removed.
    */
   #stop(reason: Promise<unknown>): void {
     if (this.#finished) return;
     this.#finished = true;
-    const stopped = this.pool?.stopBusy(); // at once: the remaining tasks are cancelled, not awaited
+    const stopped = this.#dispatcher.stop(); // at once: the remaining tasks are cancelled, not awaited
     void (async () => {
       const error = await reason.catch((rebuildFailure: unknown) => rebuildFailure);
       await stopped;
-      this.#cleanup();
+      this.#cleanup(true);
       this.#reject(error);
     })();
   }
@@ -156,7 +139,7 @@ export class Run implements PoolListener {
   #succeed(): void {
     if (this.#finished) return;
     this.#finished = true;
-    this.#cleanup();
+    this.#cleanup(false);
     try {
       this.#progress.finish(this.#completed);
     } catch (error) {
@@ -166,15 +149,12 @@ export class Run implements PoolListener {
     this.#resolve();
   }
 
-  #cleanup(): void {
+  #cleanup(failed: boolean): void {
     clearTimeout(this.#timer);
     if (this.#onAbort !== undefined) this.options.signal?.removeEventListener('abort', this.#onAbort);
-    if (this.pool !== null) {
-      if (this.pool.listener === this) this.pool.listener = null;
-      this.pool.broadcast({ type: 'run-end', runId: this.id });
-      this.pool.setActive(false);
-    }
-    this.#folders.remove();
+    this.#dispatcher.detach();
+    this.backend.endRun(this.id);
+    this.transport.endRun(failed);
     // Not awaited: an async input may be stuck in next(), and return() waits behind it.
     this.#closeInput().catch(() => undefined);
   }
@@ -186,7 +166,7 @@ export class Run implements PoolListener {
   }
 
   /** Pulls the next call, checking it is one; undefined once the input is exhausted. */
-  async #next(): Promise<DelayedCall | undefined> {
+  async #nextCall(): Promise<DelayedCall | undefined> {
     const item = await this.#pull();
     if (item.done === true) {
       this.#exhausted = true;
@@ -196,182 +176,70 @@ export class Run implements PoolListener {
     return item.value;
   }
 
-  /** In this thread. A fixed batchSize pulls that many calls before running them, as joblib's sequential backend does ('auto': one). */
-  async #runSequential(): Promise<void> {
-    const size = this.options.batchSize === 'auto' ? 1 : this.options.batchSize;
-    try {
-      while (!this.#exhausted) {
-        const batch: [number, DelayedCall][] = [];
-        while (batch.length < size) {
-          const call = await this.#next();
-          if (this.#finished) return;
-          if (call === undefined) break;
-          batch.push([this.#dispatched++, call]);
-        }
-        for (const [index, call] of batch) {
-          let value: unknown;
-          try {
-            value = await (call.fn as (...args: unknown[]) => unknown)(...call.args);
-          } catch (error) {
-            if (error instanceof Error && !Object.hasOwn(error, 'taskIndex')) withTaskIndex(error, index);
-            throw error;
-          }
-          if (this.#finished) return;
-          this.#taskCompleted(index, value);
-        }
-      }
-      this.#succeed();
-    } catch (error) {
-      this.fail(error);
-    }
+  waiting(): boolean {
+    return !this.#exhausted && !this.#finished;
   }
 
-  #spec(fn: unknown): FunctionSpec {
-    let spec = this.#specs.get(fn);
-    if (spec === undefined) this.#specs.set(fn, (spec = describeFunction(fn, this.memjobExports)));
-    return spec;
+  wantedSlots(): number {
+    return this.knownTotal ?? Infinity; // an array input: no more workers than tasks
   }
 
-  /**
-   * Sends batches while workers have room and the input has calls. Only one
-   * pump runs at a time; a completion, a worker becoming ready or dying
-   * calls it again. A batch is pulled before the pool is filled, so a bad
-   * first call (a closure, a non-delayed item) fails before any worker starts.
-   */
-  async #pump(): Promise<void> {
-    if (this.#pumping || this.#finished) return;
-    this.#pumping = true;
-    try {
-      const pool = this.pool!;
-      while (!this.#finished && this.#inFlight.size < this.options.preDispatchBatches) {
-        if (this.#pending === undefined) {
-          // Pull only what a worker can take now or once it has started (preDispatch keeps the input lazy).
-          if (this.#exhausted || !pool.hasRoom(PER_WORKER)) break;
-          this.#pending = await this.#collect();
-          if (this.#pending === undefined || this.#finished) break;
-        }
-        pool.fill(this.knownTotal); // an array input: no more workers than tasks
-        const worker = pool.pick(PER_WORKER);
-        if (worker === undefined) {
-          // Workers still starting will take work when ready: wait for that, not in a loop.
-          if (pool.starting()) {
-            await pool.nextReadyChange();
-            continue;
-          }
-          break; // every worker has its queue full: a completion calls pump again
-        }
-        const batch = this.#pending;
-        this.#pending = undefined;
-        this.#send(batch, worker);
-      }
-      if (!this.#finished && this.#exhausted && this.#pending === undefined && this.#inFlight.size === 0) this.#succeed();
-    } catch (error) {
-      this.fail(error);
-    } finally {
-      this.#pumping = false;
-    }
-  }
-
-  /** Pulls and packs the next batch; undefined when the input has no more calls. */
-  async #collect(): Promise<Batch | undefined> {
+  /** Pulls and encodes the next batch; undefined when the input has no more calls. */
+  async next(): Promise<RunBatch | undefined> {
     let size = this.#batcher.size;
-    if (this.knownTotal !== undefined) {
+    if (this.knownTotal !== undefined && this.backend.name !== 'sequential') {
       // Near the end, smaller batches keep every worker busy to the last task.
       const remaining = this.knownTotal - this.#dispatched;
       size = Math.max(1, Math.min(size, Math.ceil(remaining / (2 * this.options.nJobs))));
     }
-    const batch: Batch = { id: 0, indices: [], fns: [], calls: [], started: 0 };
-    const fnIndex = new Map<FunctionSpec, number>();
-    while (batch.calls.length < size) {
-      const call = await this.#next();
+    const calls: DelayedCall[] = [];
+    const indices: number[] = [];
+    while (calls.length < size) {
+      const call = await this.#nextCall();
       if (call === undefined || this.#finished) break;
-      const spec = this.#spec(call.fn);
-      let fn = fnIndex.get(spec);
-      if (fn === undefined) {
-        fnIndex.set(spec, (fn = batch.fns.length));
-        batch.fns.push(spec);
-      }
-      // Plain arguments (numbers, strings...) need no walk: a seed-size run makes 10,000 of these calls.
-      const args = (call.args.every(isPlainValue) ? call.args : this.#packer.pack(call.args)) as unknown[];
-      batch.calls.push({ fn, args });
-      batch.indices.push(this.#dispatched++);
+      calls.push(call);
+      indices.push(this.#dispatched++);
     }
-    return batch.calls.length === 0 || this.#finished ? undefined : batch;
+    if (calls.length === 0 || this.#finished) return undefined;
+    return { batch: this.transport.encode(calls), indices, calls };
   }
 
-  #send(batch: Batch, worker: PoolWorker): void {
-    batch.id = ++this.#batchCounter;
-    batch.started = performance.now();
-    // A child process returns large results through files in the run's folder; a thread transfers them.
-    const resultFolder = worker.handle.kind === 'processes' ? this.#folders.current().path : undefined;
-    try {
-      worker.post({
-        type: 'batch',
-        batchId: batch.id,
-        runId: this.id,
-        maxNbytes: this.options.maxNbytes,
-        ...(resultFolder === undefined ? {} : { resultFolder }),
-        fns: batch.fns,
-        calls: compactCalls(batch.calls),
-      });
-    } catch (error) {
-      throw unsendable(batch.calls, batch.indices, error);
-    }
-    this.#inFlight.set(batch.id, batch);
-    worker.inFlight.add(batch.id);
+  changed(): void {
+    if (!this.#finished && this.#exhausted && this.#dispatcher.idle) this.#succeed();
   }
 
-  onBatchDone(_worker: PoolWorker, message: Extract<ToParent, { type: 'batch-done' }>): void {
-    const batch = this.#inFlight.get(message.batchId);
-    if (batch === undefined || this.#finished) return;
-    this.#inFlight.delete(message.batchId);
-    try {
-      const owns = (path: string) => this.#folders.owns(path);
-      // Plain results (numbers, strings...) need no unpacking: skip the walk for tiny tasks.
-      message.results.forEach((value, i) => this.#taskCompleted(batch.indices[i]!, typeof value === 'object' && value !== null ? unpackResult(value, owns) : value));
-    } catch (error) {
-      this.fail(error);
-      return;
-    }
-    if (message.error !== undefined) {
-      this.#failTask(batch.indices[message.error.index]!, message.error.error);
-      return;
-    }
-    this.#batcher.record(batch.indices.length, performance.now() - batch.started);
-    void this.#pump();
+  pullFailed(error: unknown): void {
+    this.fail(error);
   }
 
-  #failTask(index: number, serialized: SerializedError): void {
-    this.#stop(rebuildError(serialized).then((error) => withTaskIndex(error, index)));
+  sendFailed(batch: RunBatch, error: unknown): void {
+    this.fail(unsendable(batch.calls, batch.indices, error));
   }
 
-  onWorkerExit(worker: PoolWorker, info: ExitInfo): void {
-    if (!worker.ready) {
-      // Dying before the first task is not bad luck but a broken setup: do not respawn forever.
-      this.fail(new MemjobError(ErrorCodes.WORKER_CRASHED, `Parallel: a ${worker.describe()} ${describeExit(info)} while starting`));
+  batchDone(batch: RunBatch, results: unknown[], failure: Failure | undefined): void {
+    if (this.#finished) return;
+    results.forEach((value, i) => this.#taskCompleted(batch.indices[i]!, value));
+    if (failure !== undefined) {
+      const index = batch.indices[failure.index]!;
+      this.#stop(failure.error.then((error) => attributeToTask(error, index), (error: unknown) => attributeToTask(error, index)));
       return;
     }
-    const lost = [...this.#inFlight.values()].filter((batch) => worker.inFlight.has(batch.id));
-    if (lost.length === 0) {
-      void this.#pump(); // an idle worker died: the pool starts another
-      return;
-    }
+    this.#batcher.record(batch.indices.length, performance.now() - batch.sentAt!);
+  }
+
+  batchesLost(lost: RunBatch[], slot: Slot, info: ExitInfo): void {
     const tasks = lost.flatMap((batch) => batch.indices);
     const more = tasks.length > 1 ? ` (or one of the ${tasks.length - 1} after it in its queue)` : '';
-    const error = new MemjobError(ErrorCodes.WORKER_CRASHED, `Parallel: a ${worker.describe()} ${describeExit(info)} while running task ${tasks[0]}${more}`);
+    const error = new MemjobError(ErrorCodes.WORKER_CRASHED, `Parallel: a ${slot.describe()} ${describeExit(info)} while running task ${tasks[0]}${more}`);
     Object.assign(error, { taskIndex: tasks[0], exitCode: info.code, signal: info.signal });
     this.fail(error);
   }
 
-  onMainReentry(_worker: PoolWorker, serialized: SerializedError): void {
-    this.#stop(rebuildError(serialized));
+  setupFailed(error: Promise<Error>): void {
+    this.#stop(error);
   }
 
-  onInitError(worker: PoolWorker, serialized: SerializedError): void {
-    this.#stop(
-      rebuildError(serialized).then(
-        (error) => new MemjobError(ErrorCodes.INITIALIZER, `Parallel: the initializer failed in a ${worker.describe()}: ${error.message}`, { cause: error }),
-      ),
-    );
+  taskTimedOut(batch: RunBatch, index: number): void {
+    this.fail(taskTimeoutError(this.options.taskTimeout!, batch.indices[index]!));
   }
 }

@@ -1,6 +1,6 @@
 /**
  * One worker, a thread or a child process, behind one small interface. Both
- * run src/parallel/worker.ts and speak protocol.ts; the pool and the
+ * run src/worker-entry.ts and speak protocol.ts; the pool and the
  * scheduler never need to know which kind they hold.
  */
 import { fork, type ChildProcess } from 'node:child_process';
@@ -51,6 +51,8 @@ async function closeGracefully(handle: WorkerHandle, exited: Promise<void>, grac
 }
 
 export interface SpawnOptions {
+  /** The worker's nesting level (1 for a worker of the main program), for nested Parallels (nesting.ts). */
+  level?: number;
   /** Worker threads only: V8 heap limits, as node:worker_threads takes them. */
   resourceLimits?: ResourceLimits;
 }
@@ -58,7 +60,7 @@ export interface SpawnOptions {
 /** How long close() waits for a worker to exit by itself before terminating it. */
 const CLOSE_GRACE_MS = 2000;
 
-const entry = new URL(`./worker.${runningFromSource ? 'ts' : 'js'}`, import.meta.url);
+const entry = new URL(`../worker-entry.${runningFromSource ? 'ts' : 'js'}`, import.meta.url);
 
 function tsxOrFail(): { loader: string; api: string } {
   const tsx = findTsx();
@@ -81,7 +83,7 @@ function spawnThread(options: SpawnOptions): WorkerHandle {
     : `import(${JSON.stringify(entry.href)})`;
   const worker = new Worker(`${steps};`, {
     eval: true,
-    workerData: { memjobWorker: true },
+    workerData: { memjobWorker: true, level: options.level ?? 1 },
     stdout: false,
     stderr: false,
     ...(options.resourceLimits ? { resourceLimits: options.resourceLimits } : {}),
@@ -125,7 +127,7 @@ function spawnProcess(options: SpawnOptions): WorkerHandle {
     execArgv,
     serialization: 'advanced',
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    env: { ...process.env, MEMJOB_WORKER: '1' },
+    env: { ...process.env, MEMJOB_WORKER: String(options.level ?? 1) },
   });
   let alive = true;
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));

@@ -5,48 +5,17 @@
  * a reference to its own file; any other TypedArray or NDArray larger than
  * maxNbytes is dumped once per run into the run's temp folder and becomes a
  * reference to that dump. The worker side unpacks references into mapped
- * views, caching one mapping per reference for the whole run.
+ * views, caching one mapping per reference for the whole run. The walk is
+ * walker.ts's; the kinds of reference are ref-kinds.ts's ARGUMENT_KINDS.
  */
-import type { DType, TypedArray } from '../memmap/dtype.js';
-import { FileMapping, mappedBufferOrigin } from '../memmap/file-mapping.js';
-import { Memmap, type MemmapMode } from '../memmap/memmap.js';
-import { NDArray } from '../memmap/ndarray.js';
-import { openMemmapView, type MemmapLayoutRef } from '../memmap/open.js';
 import { dumpScratchSync } from '../format/dump.js';
-import { loadMappedSync, type LoadMmapMode } from '../format/load.js';
-import type { Order } from '../memmap/layout.js';
-import { closeSync, openSync } from 'node:fs';
+import type { LoadMmapMode } from '../format/load.js';
+import { ARGUMENT_KINDS, type ArgumentPackContext, type UnpackContext } from './ref-kinds.js';
 import { isNoSpace } from './run-folders.js';
-import { packShared, reviveShared, type SharedRef } from '../multiprocessing/kinds.js';
+import { packValue, unpackValue } from './walker.js';
 
-/** The key that marks a reference inside structured-cloned data. */
-export const REF = '__memjob_ref__';
-
-type MemmapRef = { [REF]: 'memmap' } & MemmapLayoutRef;
-type DumpRef = { [REF]: 'dump'; path: string; mode: LoadMmapMode };
-/** A TypedArray or NDArray whose bytes already live in a mapped file region. */
-type ViewRef = {
-  [REF]: 'view';
-  path: string;
-  mode: MemmapMode;
-  fileOffset: number;
-  byteLength: number;
-  arrayType: string;
-  nd?: { dtype: DType; shape: readonly number[]; order: Order };
-};
-/** An NDArray in ordinary memory, in parts: structured clone would copy it as a plain object and lose its class. */
-export type NDArrayRef = { [REF]: 'ndarray'; dtype: DType; shape: readonly number[]; order: Order; data: TypedArray };
-/** A Lock, Value, SharedArray or Queue: a handle on the same shared file in the worker. */
-type SharedObjectRef = { [REF]: 'shared'; ref: SharedRef };
-export type ArrayRef = MemmapRef | DumpRef | ViewRef | NDArrayRef | SharedObjectRef;
-
-export function ndarrayRef(value: NDArray): NDArrayRef {
-  return { [REF]: 'ndarray', dtype: value.dtype, shape: value.shape, order: value.order, data: value.data };
-}
-
-export function fromNDArrayRef(ref: NDArrayRef): NDArray {
-  return new NDArray(ref.data as never, { dtype: ref.dtype, shape: ref.shape, order: ref.order });
-}
+export { REF } from './walker.js';
+export { fromNDArrayRef, isArrayRef, memmapRef, ndarrayRef, viewRef, type ArrayRef, type NDArrayRef } from './ref-kinds.js';
 
 /** A folder a run writes its dumps to (a RunFolder, see temp-folder.ts). */
 export interface DumpTarget {
@@ -88,105 +57,33 @@ function asFolders(options: PackOptions): DumpFolders {
   };
 }
 
-function isPlainObject(value: object): value is Record<string, unknown> {
-  const proto = Object.getPrototypeOf(value);
-  return proto === Object.prototype || proto === null;
-}
-
 /**
  * Parent side, one per run: identical arrays are dumped once for all tasks
  * (deduplicated by identity), as joblib does within one Parallel call.
  */
 export class ArgumentPacker {
-  readonly #maxNbytes: number | null;
-  readonly #mmapMode: LoadMmapMode;
   readonly #folders: DumpFolders;
-  readonly #dumped = new Map<object, DumpRef>();
+  readonly #context: ArgumentPackContext;
   #counter = 0;
 
   constructor(options: PackOptions) {
-    this.#maxNbytes = options.maxNbytes;
-    this.#mmapMode = options.mmapMode;
     this.#folders = asFolders(options);
+    this.#context = {
+      maxNbytes: options.maxNbytes,
+      mmapMode: options.mmapMode,
+      dumps: new Map(),
+      writeDump: (value, byteLength) => this.#dump(value, byteLength),
+    };
   }
 
-  /** A structured-cloneable copy of `value` with references in place of large arrays (shared structure kept when nothing changes). */
+  /** A structured-cloneable copy of `value` with references in place of large arrays (containers copied only where something changed; `value` is never mutated). */
   pack(value: unknown): unknown {
-    return this.#walk(value, new Map());
+    return packValue(value, ARGUMENT_KINDS, this.#context, 'arguments');
   }
 
   /** How many arrays this run has dumped. */
   get dumpCount(): number {
-    return this.#dumped.size;
-  }
-
-  #walk(value: unknown, seen: Map<object, unknown>): unknown {
-    if (typeof value !== 'object' || value === null) return value;
-    const shared = packShared(value);
-    if (shared !== undefined) return { [REF]: 'shared', ref: shared } satisfies SharedObjectRef;
-    const ref = this.#arrayRef(value);
-    if (ref !== undefined) return ref;
-    if (ArrayBuffer.isView(value) || value instanceof ArrayBuffer) return value;
-    const known = seen.get(value);
-    if (known !== undefined) return known;
-    if (Array.isArray(value)) {
-      seen.set(value, value);
-      let copy: unknown[] | undefined;
-      value.forEach((item, i) => {
-        const packed = this.#walk(item, seen);
-        if (packed !== item) (copy ??= value.slice())[i] = packed;
-      });
-      if (copy !== undefined) seen.set(value, copy);
-      return copy ?? value;
-    }
-    if (value instanceof Map) {
-      seen.set(value, value);
-      let changed = false;
-      const entries = [...value].map(([k, v]) => {
-        const packed = [this.#walk(k, seen), this.#walk(v, seen)] as const;
-        if (packed[0] !== k || packed[1] !== v) changed = true;
-        return packed;
-      });
-      const result = changed ? new Map(entries) : value;
-      seen.set(value, result);
-      return result;
-    }
-    if (value instanceof Set) {
-      seen.set(value, value);
-      const original = [...value];
-      const items = original.map((item) => this.#walk(item, seen));
-      const result = items.some((item, i) => item !== original[i]) ? new Set(items) : value;
-      seen.set(value, result);
-      return result;
-    }
-    if (isPlainObject(value)) {
-      seen.set(value, value);
-      let copy: Record<string, unknown> | undefined;
-      for (const key of Object.keys(value)) {
-        const packed = this.#walk(value[key], seen);
-        if (packed !== value[key]) (copy ??= { ...value })[key] = packed;
-      }
-      if (copy !== undefined) seen.set(value, copy);
-      return copy ?? value;
-    }
-    return value; // left to structured clone, which reports what it cannot copy
-  }
-
-  #arrayRef(value: object): ArrayRef | undefined {
-    if (value instanceof Memmap) return memmapRef(value);
-    const data = value instanceof NDArray ? value.data : ArrayBuffer.isView(value) && !(value instanceof DataView) ? (value as TypedArray) : undefined;
-    if (data === undefined) return undefined;
-    const nd = value instanceof NDArray ? { dtype: value.dtype, shape: value.shape, order: value.order } : undefined;
-    const mapped = viewRef(data, nd);
-    if (mapped !== undefined) return mapped;
-    const maxNbytes = this.#maxNbytes;
-    if (maxNbytes === null || data.byteLength <= maxNbytes) return value instanceof NDArray ? ndarrayRef(value) : undefined;
-    let ref = this.#dumped.get(value);
-    if (ref === undefined) {
-      ref = { [REF]: 'dump', path: this.#dump(value, data.byteLength), mode: this.#mmapMode };
-      this.#dumped.set(value, ref);
-    }
-    return ref;
+    return this.#context.dumps.size;
   }
 
   /**
@@ -211,112 +108,34 @@ export class ArgumentPacker {
   }
 }
 
-/** A Memmap travels as its file and layout; 'w+' becomes 'r+' so a worker never truncates. */
-export function memmapRef(m: Memmap): MemmapRef {
-  return {
-    [REF]: 'memmap',
-    path: m.filename,
-    mode: m.mode === 'w+' ? 'r+' : m.mode,
-    dtype: m.dtype,
-    shape: m.shape,
-    strides: m.strides,
-    offset: m.offset,
-    order: m.order,
-  };
-}
-
-/** A reference to the file region an already-mapped array views, or undefined for ordinary memory. */
-export function viewRef(data: TypedArray, nd?: ViewRef['nd']): ViewRef | undefined {
-  const origin = mappedBufferOrigin(data.buffer);
-  if (origin === undefined || data.byteLength === 0) return undefined;
-  const ref: ViewRef = {
-    [REF]: 'view',
-    path: origin.path,
-    mode: origin.shared ? 'r+' : 'r',
-    fileOffset: origin.fileOffset + data.byteOffset,
-    byteLength: data.byteLength,
-    arrayType: Buffer.isBuffer(data) ? 'Buffer' : data.constructor.name,
-  };
-  if (nd !== undefined) ref.nd = nd;
-  return ref;
-}
-
-export function isArrayRef(value: unknown): value is ArrayRef {
-  return typeof value === 'object' && value !== null && Object.hasOwn(value, REF);
-}
-
-const arrayTypes: Record<string, new (buffer: ArrayBuffer, byteOffset: number, length: number) => TypedArray> = {
-  Int8Array, Uint8Array, Int16Array, Uint16Array, Int32Array, Uint32Array,
-  BigInt64Array, BigUint64Array, Float32Array, Float64Array,
-} as never;
-
 /** Worker side, one per run: turns references back into mapped arrays, one mapping per reference. */
 export class ArgumentUnpacker {
   readonly #cache = new Map<string, unknown>();
   readonly #mappings: { close(): void }[] = [];
+  readonly #context: UnpackContext = {
+    open: <T>(ref: object, open: () => T): T => {
+      const key = JSON.stringify(ref);
+      if (this.#cache.has(key)) return this.#cache.get(key) as T;
+      const value = open();
+      this.#cache.set(key, value);
+      return value;
+    },
+    keep: (mapping) => {
+      this.#mappings.push(mapping);
+      return mapping;
+    },
+    // The worker maps the caller's files and the run's dumps alike: nothing to copy.
+    ownedByRun: () => false,
+  };
 
+  /** `value` with its references replaced by what they stand for (containers copied only where something changed). */
   unpack(value: unknown): unknown {
-    return this.#walk(value, new Map());
+    return unpackValue(value, ARGUMENT_KINDS, this.#context, 'arguments');
   }
 
   /** Unmaps everything this run mapped: arrays a task kept read as empty afterwards instead of pinning deleted files. */
   close(): void {
     for (const mapping of this.#mappings.splice(0)) mapping.close();
     this.#cache.clear();
-  }
-
-  #walk(value: unknown, seen: Map<object, unknown>): unknown {
-    if (typeof value !== 'object' || value === null || ArrayBuffer.isView(value) || value instanceof ArrayBuffer) return value;
-    if (isArrayRef(value)) return this.#resolve(value);
-    const known = seen.get(value);
-    if (known !== undefined) return known;
-    seen.set(value, value);
-    if (Array.isArray(value)) {
-      for (let i = 0; i < value.length; i++) value[i] = this.#walk(value[i], seen);
-    } else if (value instanceof Map) {
-      for (const [k, v] of value) value.set(k, this.#walk(v, seen));
-    } else if (isPlainObject(value)) {
-      for (const key of Object.keys(value)) value[key] = this.#walk(value[key], seen);
-    }
-    return value;
-  }
-
-  #resolve(ref: ArrayRef): unknown {
-    if (ref[REF] === 'ndarray') return fromNDArrayRef(ref); // its own copy: nothing to cache
-    if (ref[REF] === 'shared') return reviveShared(ref.ref); // mapped once per file per thread, for as long as the thread lives
-    const key = JSON.stringify(ref);
-    const cached = this.#cache.get(key);
-    if (cached !== undefined) return cached;
-    let result: unknown;
-    if (ref[REF] === 'memmap') {
-      const view = openMemmapView(ref);
-      this.#mappings.push(view);
-      result = view;
-    } else if (ref[REF] === 'dump') {
-      const { value, mappings } = loadMappedSync(ref.path, ref.mode);
-      this.#mappings.push(...mappings);
-      result = value;
-    } else {
-      result = this.#mapView(ref);
-    }
-    this.#cache.set(key, result);
-    return result;
-  }
-
-  #mapView(ref: ViewRef): unknown {
-    const fd = openSync(ref.path, ref.mode === 'r+' ? 'r+' : 'r');
-    let mapping: FileMapping;
-    try {
-      mapping = new FileMapping(fd, ref.path, ref.fileOffset, ref.byteLength, ref.mode === 'r+');
-    } finally {
-      closeSync(fd);
-    }
-    this.#mappings.push(mapping);
-    const buffer = mapping.view(ref.fileOffset, ref.byteLength);
-    if (ref.arrayType === 'Buffer') return Buffer.from(buffer);
-    const ArrayType = arrayTypes[ref.arrayType] ?? Uint8Array;
-    const data = new ArrayType(buffer, 0, ref.byteLength / (ArrayType as unknown as { BYTES_PER_ELEMENT: number }).BYTES_PER_ELEMENT);
-    if (ref.nd === undefined) return data;
-    return new NDArray(data as never, { dtype: ref.nd.dtype, shape: ref.nd.shape, order: ref.nd.order });
   }
 }

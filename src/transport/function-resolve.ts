@@ -93,7 +93,7 @@ const resolved = new Map<string, Promise<Callable>>();
  */
 export function resolveFunction(
   spec: FunctionSpec,
-  memjobExports: () => Promise<Readonly<Record<string, unknown>>>,
+  memjobExports: (names: readonly string[]) => Promise<Readonly<Record<string, unknown>>>,
 ): Promise<Callable> {
   const key = JSON.stringify(spec);
   let result = resolved.get(key);
@@ -106,11 +106,11 @@ export function resolveFunction(
   return result;
 }
 
-async function resolveUncached(spec: FunctionSpec, memjobExports: () => Promise<Readonly<Record<string, unknown>>>): Promise<Callable> {
+async function resolveUncached(spec: FunctionSpec, memjobExports: (names: readonly string[]) => Promise<Readonly<Record<string, unknown>>>): Promise<Callable> {
   switch (spec.kind) {
     case 'source': {
       const names = spec.memjob ?? [];
-      const exports = names.length > 0 ? await memjobExports() : {};
+      const exports = names.length > 0 ? await memjobExports(names) : {};
       const fn = evaluateSource(spec)(nameHelper, ...names.map((name) => exports[name])) as unknown;
       if (typeof fn !== 'function') {
         throw new MemjobError(ErrorCodes.INTERNAL, `the source sent for function ${spec.name || '<anonymous>'} did not evaluate to a function`);
@@ -131,7 +131,7 @@ async function resolveUncached(spec: FunctionSpec, memjobExports: () => Promise<
       return value as Callable;
     }
     case 'memjob': {
-      const exports = await memjobExports();
+      const exports = await memjobExports([spec.name]);
       const fn = exports[spec.name];
       if (typeof fn !== 'function') {
         throw new MemjobError(ErrorCodes.INTERNAL, `memjob has no exported function "${spec.name}" in this worker (received ${describe(fn)})`);

@@ -27,7 +27,7 @@ export function parseMaxNbytes(where: string, value: unknown, allowNull = true):
   return value === undefined ? DEFAULT_MAX_NBYTES : parseBytes(where, 'maxNbytes', value, allowNull);
 }
 
-/** `tempFolder`: a non-empty path, or undefined to choose as joblib does (transport/temp-folder.ts). */
+/** `tempFolder`: a non-empty path, or undefined to choose as joblib does (transport/temp-root.ts). */
 export function parseTempFolder(where: string, value: unknown): string | undefined {
   if (value === undefined) return undefined;
   if (typeof value !== 'string' || value === '') throw invalidArg(where, 'tempFolder', 'a folder path', value);

@@ -7,7 +7,8 @@
  */
 import { sep } from 'node:path';
 import { ErrorCodes, MemjobError } from '../errors.js';
-import { chooseTempRoot, createRunFolder, tempRootCandidates, type RunFolder } from './temp-folder.js';
+import { createRunFolder, type RunFolder } from './temp-folder.js';
+import { chooseTempRoot, tempRootCandidates } from './temp-root.js';
 
 /** True for the errors that mean "this file system is full". */
 export function isNoSpace(error: unknown): boolean {

@@ -11,9 +11,38 @@ const WORKER_MARK = Symbol.for('memjob.workerProcess');
  * program a task spawns does not inherit it and believe it is a worker too.
  */
 export function adoptWorkerMark(): void {
-  if (process.env.MEMJOB_WORKER !== '1') return;
-  (globalThis as { [WORKER_MARK]?: unknown })[WORKER_MARK] = true;
+  const level = parseLevel(process.env.MEMJOB_WORKER);
+  if (level === undefined) return;
+  (globalThis as { [WORKER_MARK]?: unknown })[WORKER_MARK] = level;
   delete process.env.MEMJOB_WORKER;
+}
+
+/** MEMJOB_WORKER holds the worker's nesting level: 1 for a worker of the main program, 2 for a worker of a worker... */
+function parseLevel(text: string | undefined): number | undefined {
+  if (text === undefined || !/^[1-9]\d{0,3}$/.test(text)) return undefined;
+  return Number(text);
+}
+
+/**
+ * How deep in nested Parallels this worker is: 0 in the main program, 1 in
+ * a worker it started, 2 in a worker that worker started. A worker thread
+ * learns it from workerData, a child process from MEMJOB_WORKER.
+ */
+export function workerLevel(): number {
+  const mark = (globalThis as { [WORKER_MARK]?: unknown })[WORKER_MARK];
+  if (typeof mark === 'number') return mark;
+  const fromEnv = parseLevel(process.env.MEMJOB_WORKER);
+  if (fromEnv !== undefined) return fromEnv;
+  if (isMainThread) return 0;
+  const data: unknown = workerData;
+  if (typeof data !== 'object' || data === null || (data as { memjobWorker?: unknown }).memjobWorker !== true) return 0;
+  const level = (data as { level?: unknown }).level;
+  return typeof level === 'number' && Number.isSafeInteger(level) && level > 0 ? level : 1;
+}
+
+/** True inside a memjob worker thread (as opposed to a worker process or the main program). */
+export function inWorkerThread(): boolean {
+  return !isMainThread && workerLevel() > 0 && (globalThis as { [WORKER_MARK]?: unknown })[WORKER_MARK] === undefined;
 }
 
 /**
@@ -28,16 +57,12 @@ export function adoptWorkerMark(): void {
  * `if __name__ == '__main__':` (docs/functions.md).
  *
  * Workers are marked when memjob starts them: child processes get the
- * environment variable `MEMJOB_WORKER=1`, which the worker turns into a
+ * environment variable `MEMJOB_WORKER=<level>` (1 below the main program), which the worker turns into a
  * process-wide mark and removes at once (so programs its tasks start are not
  * taken for workers), worker threads get `workerData.memjobWorker === true`.
  */
 export function inWorker(): boolean {
-  if ((globalThis as { [WORKER_MARK]?: unknown })[WORKER_MARK] === true) return true;
-  if (process.env.MEMJOB_WORKER === '1') return true;
-  if (isMainThread) return false;
-  const data: unknown = workerData;
-  return typeof data === 'object' && data !== null && (data as { memjobWorker?: unknown }).memjobWorker === true;
+  return workerLevel() > 0;
 }
 
 /**

@@ -1,16 +1,17 @@
 /**
- * The only code that runs inside a memjob worker, a worker thread or a child
- * process alike. It runs the initializer once, then batches: resolves each
+ * The program that runs inside a memjob worker, a worker thread or a child
+ * process alike (src/index.ts is the parent's entry; this is the worker's, and
+ * like it may import every layer). It runs the initializer once, then batches: resolves each
  * function, maps array references (once per run), awaits each call, and
  * sends the results back, large arrays by transfer or through a file.
  */
 import { parentPort } from 'node:worker_threads';
-import { ErrorCodes, MemjobError } from '../errors.js';
-import type { ArgumentUnpacker } from '../transport/array-refs.js';
-import { cloneable, serializeError } from '../transport/error-transport.js';
-import { displayUrl, resolveFunction, type FunctionSpec } from '../transport/function-resolve.js';
-import { adoptWorkerMark, onMainReentry, whileImportingTaskModule } from '../transport/worker-context.js';
-import { callAt, callCount, isPlainValue, type ToParent, type ToWorker } from './protocol.js';
+import { ErrorCodes, MemjobError } from './errors.js';
+import type { ArgumentUnpacker } from './transport/array-refs.js';
+import { cloneable, serializeError } from './transport/error-transport.js';
+import { displayUrl, resolveFunction, type FunctionSpec } from './transport/function-resolve.js';
+import { adoptWorkerMark, onMainReentry, whileImportingTaskModule } from './transport/worker-context.js';
+import { callAt, callCount, isPlainValue, type ToParent, type ToWorker } from './parallel/protocol.js';
 
 type Post = (message: ToParent, transfer?: ArrayBuffer[]) => void;
 
@@ -28,7 +29,16 @@ const post: Post = parentPort
       });
     };
 
-const memjobExports = () => import('../index.js') as unknown as Promise<Record<string, unknown>>;
+/**
+ * memjob's exports a shipped function names: from worker-exports.ts when it
+ * has them all (the data API: no source parser, no scheduler), else from the
+ * whole public API.
+ */
+async function memjobExports(names: readonly string[]): Promise<Record<string, unknown>> {
+  const light = (await import('./worker-exports.js')) as Record<string, unknown>;
+  if (names.every((name) => Object.hasOwn(light, name))) return light;
+  return (await import('./index.js')) as unknown as Record<string, unknown>;
+}
 
 /** resolveFunction inside the import context: a task module that starts workers when imported is refused (worker-context.ts). */
 function resolveInWorker(spec: FunctionSpec): Promise<(...args: unknown[]) => unknown> {
@@ -46,9 +56,15 @@ process.on('unhandledRejection', (reason) => {
 });
 // Array references and result dumps (and with them the addon, msgpackr, zlib) load with the first
 // task that needs them: a worker whose tasks take and return plain values starts about 40 ms sooner.
-type ArrayTransport = [typeof import('../transport/array-refs.js'), typeof import('../transport/result-refs.js')];
+type ArrayTransport = [typeof import('./transport/array-refs.js'), typeof import('./transport/result-refs.js')];
 let arrayTransport: Promise<ArrayTransport> | undefined;
-const loadArrayTransport = () => (arrayTransport ??= Promise.all([import('../transport/array-refs.js'), import('../transport/result-refs.js')]));
+const loadArrayTransport = () =>
+  (arrayTransport ??= Promise.all([
+    import('./transport/array-refs.js'),
+    import('./transport/result-refs.js'),
+    // Shared objects (Lock, Value, SharedArray, Queue) register how to revive themselves when their modules load.
+    import('./multiprocessing/kinds.js'),
+  ]).then(([arrays, results]) => [arrays, results]));
 const unpackers = new Map<number, ArgumentUnpacker>();
 
 /** The run's unpacker (its arrays are mapped once per run), made when a call of the run first has a non-plain argument. */
@@ -88,6 +104,7 @@ async function runBatch(message: Extract<ToWorker, { type: 'batch' }>): Promise<
   for (let index = 0; index < count; index++) {
     const fnIndex = single !== undefined ? single.fn : callAt(calls, index).fn;
     const spec = message.fns[fnIndex]!;
+    if (message.reportStarts === true) post({ type: 'task-start', batchId: message.batchId, index });
     try {
       const fn = (fns[fnIndex] ??= await resolveInWorker(spec));
       let value: unknown;
