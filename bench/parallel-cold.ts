@@ -47,7 +47,8 @@ export async function coldSection(ctx: Context): Promise<Section> {
   // One task starts one worker (memjob starts no more workers than an array has tasks); two tasks start both.
   const memjobStart = (backend: Backend, values: number[]) => async () => {
     const start = performance.now();
-    const p = new Parallel({ nJobs: 2, backend, tempFolder: ctx.tempFolder });
+    // reuse: false: a cold start starts its workers (shared warm workers are part 5's subject).
+    const p = new Parallel({ nJobs: 2, backend, tempFolder: ctx.tempFolder, reuse: false });
     try {
       const results = await p.run(values.map((v) => delayed(noop)(v)));
       const ms = performance.now() - start;

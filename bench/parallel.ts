@@ -5,13 +5,14 @@
  *   2. 100,000 no-op tasks with auto batching: tasks per second
  *   3. one 1 GiB Float64Array given to 16 chunk-sum tasks: peak memory of the process tree
  *   4. cold start: new Parallel({ nJobs: 2 }) to the first result of a 1-task run (and of a 2-task run)
+ *   5. reuse: a second run on the same 256 MiB array (dump cache); a new Parallel on shared workers
  *
  *   npm run bench -- parallel                 # full sizes (about 1.5 minutes)
  *   BENCH_QUICK=1 node build-dev/bench/parallel.js   # small sizes, one round (about 25 s; after npm run build:dev)
  *
  * Environment (counts are whole numbers; BENCH_BYTES takes K, M, G suffixes, base 1024):
  *   BENCH_QUICK                  1: quick defaults for everything below
- *   BENCH_PARALLEL_PARTS         which parts, comma-separated: seed,noop,memory,cold (default all)
+ *   BENCH_PARALLEL_PARTS         which parts, comma-separated: seed,noop,memory,cold,reuse (default all)
  *   BENCH_PARALLEL_TASKS         seed workload tasks for memjob (default 10000; quick 2000)
  *   BENCH_PARALLEL_JOBLIB_TASKS  seed workload tasks for joblib, ~40× slower per task (default 1000; quick 200)
  *   BENCH_PARALLEL_NOOP_TASKS    no-op tasks (default 100000; quick 20000)
@@ -42,10 +43,11 @@ import {
   withOtherLoad, yieldToSignals, type Context, type Section,
 } from './parallel-common.js';
 import { coldSection } from './parallel-cold.js';
+import { reuseSection } from './parallel-reuse.js';
 import { runMemoryBench } from './parallel-memory.js';
 import { bareHalves, checkSeed, process as seedProcess } from './parallel-seed.js';
 
-const parts = ['seed', 'noop', 'memory', 'cold'] as const;
+const parts = ['seed', 'noop', 'memory', 'cold', 'reuse'] as const;
 type Part = (typeof parts)[number];
 
 export interface ParallelBenchOptions {
@@ -129,7 +131,7 @@ async function seedSection(ctx: Context): Promise<Section> {
         continue;
       }
       const start = performance.now();
-      const p = new Parallel({ nJobs: 2, backend: step, tempFolder: ctx.tempFolder });
+      const p = new Parallel({ nJobs: 2, backend: step, tempFolder: ctx.tempFolder, reuse: false });
       try {
         const first = await p.run(calls());
         samples[`${step} cold`]!.push(performance.now() - start);
@@ -294,7 +296,7 @@ export async function runParallelBench(options: ParallelBenchOptions = parallelO
       const memory = await runMemoryBench(scratch, { bytes, chunks, jobs });
       return { title: `3. Memory: one ${formatBytes(bytes)} Float64Array, ${chunks} chunk-sum tasks`, table: memory.table, lines: memory.goals };
     };
-    const run = { seed: seedSection, noop: noopSection, cold: coldSection, memory: memorySection } satisfies Record<Part, (ctx: Context) => Promise<Section>>;
+    const run = { seed: seedSection, noop: noopSection, cold: coldSection, memory: memorySection, reuse: reuseSection } satisfies Record<Part, (ctx: Context) => Promise<Section>>;
     for (const part of options.parts) {
       const { value: section, otherCores } = await withOtherLoad(() => run[part](ctx));
       // In part 4 each python leaves its resource trackers to exit unwaited: ~0.2 cores that are joblib's own.

@@ -9,6 +9,7 @@ on PATH may lack joblib). Not meant to be run by hand, but it can be:
     /usr/bin/python3 bench/parallel_joblib.py seed 400      # sequential, first and second Parallel call
     /usr/bin/python3 bench/parallel_joblib.py noop 100000 3 # warm-up call, then 3 timed calls
     /usr/bin/python3 bench/parallel_joblib.py cold          # one cold start; run a new python for each
+    /usr/bin/python3 bench/parallel_joblib.py reuse 268435456 3  # a 256 MiB array: first call, then again
 
 Timings start after the imports, so interpreter start-up is never counted.
 Every result is checked against its formula; a wrong one exits non-zero.
@@ -91,6 +92,31 @@ def cold():
     return {"seconds": elapsed}
 
 
+def length(a):
+    return len(a)
+
+
+def reuse(nbytes, rounds):
+    """One managed Parallel (a with block, as the issue's figure): a large
+    array given to 2 tasks, the first call (dump) and then the same call
+    again (joblib finds the same array's memmap)."""
+    import numpy as np
+    from joblib import Parallel, delayed
+
+    array = np.ones(nbytes // 8)
+    first, again = [], []
+    for _ in range(rounds):
+        with Parallel(n_jobs=2) as p:
+            p([delayed(noop)(0), delayed(noop)(1)])  # workers started, untimed
+            for times in (first, again):
+                start = time.perf_counter()
+                results = p([delayed(length)(array), delayed(length)(array)])
+                times.append(time.perf_counter() - start)
+                if results != [len(array)] * 2:
+                    fail(f"reuse returned {results!r}")
+    return {"first_s": first, "again_s": again}
+
+
 def main():
     args = sys.argv[1:]
     if args == ["--versions"]:
@@ -101,6 +127,8 @@ def main():
         print(json.dumps(seed(int(args[1]))))
     elif len(args) == 3 and args[0] == "noop":
         print(json.dumps(noop_rate(int(args[1]), int(args[2]))))
+    elif len(args) == 3 and args[0] == "reuse":
+        print(json.dumps(reuse(int(args[1]), int(args[2]))))
     elif args == ["cold"]:
         print(json.dumps(cold()))
     else:

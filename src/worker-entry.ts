@@ -68,11 +68,11 @@ const loadArrayTransport = () =>
 const unpackers = new Map<number, ArgumentUnpacker>();
 
 /** The run's unpacker (its arrays are mapped once per run), made when a call of the run first has a non-plain argument. */
-async function unpackerFor(runId: number): Promise<ArgumentUnpacker> {
-  let unpacker = unpackers.get(runId);
+async function unpackerFor(session: number): Promise<ArgumentUnpacker> {
+  let unpacker = unpackers.get(session);
   if (unpacker === undefined) {
     const [{ ArgumentUnpacker: Unpacker }] = await loadArrayTransport();
-    unpackers.set(runId, (unpacker = new Unpacker()));
+    unpackers.set(session, (unpacker = new Unpacker()));
   }
   return unpacker;
 }
@@ -111,7 +111,7 @@ async function runBatch(message: Extract<ToWorker, { type: 'batch' }>): Promise<
       if (single !== undefined) value = fn(single.values[index]);
       else {
         const call = callAt(calls, index);
-        value = fn(...(call.args.every(isPlainValue) ? call.args : ((await unpackerFor(message.runId)).unpack(call.args) as unknown[])));
+        value = fn(...(call.args.every(isPlainValue) ? call.args : ((await unpackerFor(message.session)).unpack(call.args) as unknown[])));
       }
       if (value instanceof Promise || (typeof value === 'object' && value !== null && typeof (value as PromiseLike<unknown>).then === 'function')) value = await value;
       if (isPlainValue(value)) {
@@ -163,8 +163,13 @@ function onMessage(message: ToWorker): void {
     if (message.type === 'init') await init(message);
     else if (message.type === 'batch') await runBatch(message);
     else if (message.type === 'run-end') {
-      unpackers.get(message.runId)?.close();
-      unpackers.delete(message.runId);
+      const unpacker = unpackers.get(message.session);
+      if (message.keep === null) {
+        unpacker?.close();
+        unpackers.delete(message.session);
+      } else {
+        unpacker?.endRun(new Set(message.keep));
+      }
     } else {
       for (const unpacker of unpackers.values()) unpacker.close();
       process.exit(0);

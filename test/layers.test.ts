@@ -20,8 +20,8 @@ const memjobRules: LayerRules = {
     { name: 'parallel', files: ['src/parallel/**'] },
     { name: 'multiprocessing', files: ['src/multiprocessing/**'] },
     { name: 'cli', files: ['src/cli/**'] },
-    // The public API and the program that runs inside a worker thread or process.
-    { name: 'entry', files: ['src/index.ts', 'src/worker-entry.ts'], top: true },
+    // The public API, the part of it a worker hands to shipped functions by name, and the program that runs inside a worker.
+    { name: 'entry', files: ['src/index.ts', 'src/worker-exports.ts', 'src/worker-entry.ts'], top: true },
   ],
   // The CLI imports the library lazily so that `memjob --help` works without the native addon.
   dynamicFrom: ['cli'],

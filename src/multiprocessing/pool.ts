@@ -62,7 +62,6 @@ interface Chunk extends DispatchBatch {
 
 /** As Python's Pool: a worker takes the next chunk only when it is free, so a slow task never holds others back. */
 const PER_WORKER = 1;
-let poolCounter = 0;
 
 export class Pool implements DispatchOwner<Chunk> {
   readonly where = 'Pool';
@@ -103,7 +102,7 @@ export class Pool implements DispatchOwner<Chunk> {
     }
     this.#backend = makeWorkerBackend({ backend, nJobs: processes, initializer, resourceLimits: undefined }, PER_WORKER);
     this.#transport = this.#backend.transport({ maxNbytes, mmapMode: 'r', tempFolder, cacheDumps: false }) as WorkerTransport;
-    this.#dispatcher = new Dispatcher(this.#backend, this.#transport, this, ++poolCounter);
+    this.#dispatcher = new Dispatcher(this.#backend, this.#transport, this);
     this.#backend.listener = this.#dispatcher;
   }
 

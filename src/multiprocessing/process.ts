@@ -140,7 +140,7 @@ export class Process {
         taskTimedOut: () => undefined,
         changed: () => undefined,
       };
-      const dispatcher = new Dispatcher(backend, transport, owner, 1);
+      const dispatcher = new Dispatcher(backend, transport, owner);
       dispatcher.attach();
       void dispatcher.pump();
     });

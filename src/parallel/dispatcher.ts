@@ -61,7 +61,6 @@ export class Dispatcher<B extends DispatchBatch> implements BackendListener {
     readonly backend: Backend,
     readonly transport: Transport,
     readonly owner: DispatchOwner<B>,
-    readonly runId: number,
     readonly taskTimeout: number | null = null,
   ) {}
 
@@ -141,7 +140,7 @@ export class Dispatcher<B extends DispatchBatch> implements BackendListener {
     batch.slot = slot;
     batch.sentAt = performance.now();
     try {
-      this.backend.send(slot, { batchId: batch.id, runId: this.runId, batch: batch.batch, taskTimeout: this.taskTimeout }, this.transport);
+      this.backend.send(slot, { batchId: batch.id, session: this.transport.id, batch: batch.batch, taskTimeout: this.taskTimeout }, this.transport);
     } catch (error) {
       this.owner.sendFailed(batch, error);
       return;

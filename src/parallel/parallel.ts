@@ -76,6 +76,7 @@ export class Parallel<RA extends ReturnAs = 'array'> {
     this.#transport?.close();
     const workers = this.#workers;
     this.#workers = undefined;
+    if (workers !== undefined && this.#transport !== undefined) workers.endRun(this.#transport.id, null); // workers unmap its dumps
     if (workers !== undefined && this.options.reuse) {
       await workers.settled(); // workers a failed run stopped are gone before close() returns
       giveBack(this.#workerOptions!, workers);

@@ -59,7 +59,8 @@ export type ToWorker =
   | {
       type: 'batch';
       batchId: number;
-      runId: number;
+      /** The owner's transport (a Parallel's, a Pool's): the worker keeps what it mapped for it between runs. */
+      session: number;
       /** Results larger than this are returned through a file (processes) or by transfer (threads). */
       maxNbytes: number | null;
       /** Where a child process may write large results; absent for threads. */
@@ -69,7 +70,12 @@ export type ToWorker =
       fns: FunctionSpec[];
       calls: CallMessage[] | FlatCalls;
     }
-  | { type: 'run-end'; runId: number }
+  /**
+   * A run of `session` ended: every mapping made for it is released, but
+   * those of the dumps in `keep` (the owner's dump cache: the next run sends
+   * them again). `keep` null: the session is over.
+   */
+  | { type: 'run-end'; session: number; keep: string[] | null }
   /** Finish what is queued, unmap everything and exit: a clean stop at a safe point, unlike terminate(). */
   | { type: 'exit' };
 

@@ -85,7 +85,7 @@ export class Run implements DispatchOwner<RunBatch> {
     // In this thread, 'auto' runs one call at a time, as joblib's sequential backend does.
     const auto = backend.name === 'sequential' ? new FixedBatcher(1) : new AutoBatcher();
     this.#batcher = options.batchSize === 'auto' ? auto : new FixedBatcher(options.batchSize);
-    this.#dispatcher = new Dispatcher(backend, transport, this, this.id, options.taskTimeout);
+    this.#dispatcher = new Dispatcher(backend, transport, this, options.taskTimeout);
     const backendLine =
       backend.name === 'sequential' ? 'Using backend sequential (in-process).' : `Using backend ${backend.name} with ${options.nJobs} concurrent workers.`;
     this.#progress = createProgress({ verbose: options.verbose, progress: options.progress, label: `Parallel(nJobs=${options.nJobs})`, backendLine });
@@ -153,8 +153,8 @@ export class Run implements DispatchOwner<RunBatch> {
     clearTimeout(this.#timer);
     if (this.#onAbort !== undefined) this.options.signal?.removeEventListener('abort', this.#onAbort);
     this.#dispatcher.detach();
-    this.backend.endRun(this.id);
     this.transport.endRun(failed);
+    this.backend.endRun(this.transport.id, this.transport.keptDumps());
     // Not awaited: an async input may be stuck in next(), and return() waits behind it.
     this.#closeInput().catch(() => undefined);
   }

@@ -10,6 +10,9 @@
  */
 import { dumpScratchSync } from '../format/dump.js';
 import type { LoadMmapMode } from '../format/load.js';
+import type { TypedArray } from '../memmap/dtype.js';
+import { NDArray } from '../memmap/ndarray.js';
+import type { DumpCache } from './dump-cache.js';
 import { ARGUMENT_KINDS, type ArgumentPackContext, type UnpackContext } from './ref-kinds.js';
 import { isNoSpace } from './run-folders.js';
 import { packValue, unpackValue } from './walker.js';
@@ -35,6 +38,8 @@ export type PackOptions = {
   maxNbytes: number | null;
   /** How workers map dumped arrays. */
   mmapMode: LoadMmapMode;
+  /** Dumps kept from earlier runs (a Parallel's dump cache): reused when they still match the array. */
+  dumpCache?: DumpCache;
 } & (
   | {
       /** The run's temp folders, with a fallback when one is full. */
@@ -64,10 +69,12 @@ function asFolders(options: PackOptions): DumpFolders {
 export class ArgumentPacker {
   readonly #folders: DumpFolders;
   readonly #context: ArgumentPackContext;
+  readonly #cache: DumpCache | undefined;
   #counter = 0;
 
   constructor(options: PackOptions) {
     this.#folders = asFolders(options);
+    this.#cache = options.dumpCache;
     this.#context = {
       maxNbytes: options.maxNbytes,
       mmapMode: options.mmapMode,
@@ -93,12 +100,17 @@ export class ArgumentPacker {
    * error when no root is left, so this loop always ends.
    */
   #dump(value: object, byteLength: number): string {
+    const data = value instanceof NDArray ? (value.data as TypedArray) : (value as TypedArray);
+    const cache = this.#cache;
+    const cached = cache?.lookup(value, data);
+    if (cached !== undefined) return cached;
     const folders = this.#folders;
     let folder = folders.current(byteLength);
     for (;;) {
-      const path = folder.file(`arg-${this.#counter++}.mjdump`);
+      const path = folder.file(`arg-${cache?.nextId() ?? this.#counter++}.mjdump`);
       try {
         dumpScratchSync(value, path);
+        cache?.record(value, data, path);
         return path;
       } catch (error) {
         if (!isNoSpace(error)) throw error;
@@ -108,20 +120,46 @@ export class ArgumentPacker {
   }
 }
 
-/** Worker side, one per run: turns references back into mapped arrays, one mapping per reference. */
+/** What one reference was unpacked to, the mappings behind it, and its file. */
+interface Opened {
+  value: unknown;
+  mappings: { close(): void }[];
+  path: unknown;
+}
+
+/**
+ * Worker side, one per owner (a Parallel's or a Pool's transport): turns
+ * references back into mapped arrays, one mapping per reference. When a run
+ * ends its mappings are released, but those of the dumps the parent keeps
+ * for the next run (a Parallel's dump cache sends them again: no new mapping).
+ */
 export class ArgumentUnpacker {
-  readonly #cache = new Map<string, unknown>();
-  readonly #mappings: { close(): void }[] = [];
+  readonly #opened = new Map<string, Opened>();
+  /** Mappings made while a reference is being opened: they belong to it. */
+  #opening: { close(): void }[] | undefined;
+  /** Mappings made outside any reference (none today): released with the run. */
+  #loose: { close(): void }[] = [];
   readonly #context: UnpackContext = {
     open: <T>(ref: object, open: () => T): T => {
       const key = JSON.stringify(ref);
-      if (this.#cache.has(key)) return this.#cache.get(key) as T;
-      const value = open();
-      this.#cache.set(key, value);
-      return value;
+      const known = this.#opened.get(key);
+      if (known !== undefined) return known.value as T;
+      const outer = this.#opening;
+      const mappings: { close(): void }[] = [];
+      this.#opening = mappings;
+      try {
+        const value = open();
+        this.#opened.set(key, { value, mappings, path: (ref as { path?: unknown }).path });
+        return value;
+      } catch (error) {
+        for (const mapping of mappings) mapping.close();
+        throw error;
+      } finally {
+        this.#opening = outer;
+      }
     },
     keep: (mapping) => {
-      this.#mappings.push(mapping);
+      (this.#opening ?? this.#loose).push(mapping);
       return mapping;
     },
     // The worker maps the caller's files and the run's dumps alike: nothing to copy.
@@ -133,9 +171,23 @@ export class ArgumentUnpacker {
     return unpackValue(value, ARGUMENT_KINDS, this.#context, 'arguments');
   }
 
-  /** Unmaps everything this run mapped: arrays a task kept read as empty afterwards instead of pinning deleted files. */
+  /**
+   * A run ended: unmaps what it mapped (arrays a task kept read as empty
+   * afterwards instead of pinning deleted files), but the dumps in `keep`.
+   */
+  endRun(keep: ReadonlySet<string> = new Set()): void {
+    for (const [key, opened] of this.#opened) {
+      if (typeof opened.path === 'string' && keep.has(opened.path)) continue;
+      for (const mapping of opened.mappings) mapping.close();
+      this.#opened.delete(key);
+    }
+    for (const mapping of this.#loose.splice(0)) mapping.close();
+  }
+
+  /** Unmaps everything. */
   close(): void {
-    for (const mapping of this.#mappings.splice(0)) mapping.close();
-    this.#cache.clear();
+    for (const opened of this.#opened.values()) for (const mapping of opened.mappings) mapping.close();
+    this.#opened.clear();
+    for (const mapping of this.#loose.splice(0)) mapping.close();
   }
 }

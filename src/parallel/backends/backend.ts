@@ -68,17 +68,22 @@ export interface TransportOptions {
  */
 export interface Transport {
   encode(calls: readonly TaskCall[]): EncodedBatch;
+  /** Names this transport to the workers: what they map for it is kept between its runs. */
+  readonly id: number;
   /** Starts a new scope for dumped arrays: an array seen again after this is dumped again (Pool: once per call). */
   newDumpScope(): void;
   /** After a run: removes the run's files; dumps kept by a cache stay, unless the run failed. */
   endRun(failed: boolean): void;
+  /** The dumps kept for the next run (their paths). */
+  keptDumps(): string[];
   /** Removes every file this transport made. Idempotent. */
   close(): void;
 }
 
 export interface OutgoingBatch {
   batchId: number;
-  runId: number;
+  /** The transport's id. */
+  session: number;
   batch: EncodedBatch;
   /** ms a single call may take (the backend reports each call's start); null: no limit. */
   taskTimeout: number | null;
@@ -107,8 +112,12 @@ export interface Backend {
   retire(slot: Slot, now: boolean): Promise<void>;
   /** After a failed run: stops the slots busy with its abandoned batches, resolves once they are gone. */
   stopBusy(): Promise<void>;
-  /** Tells every slot that `runId` ended: what it mapped for the run is released. */
-  endRun(runId: number): void;
+  /**
+   * Tells every slot that a run of `session` (a transport's id) ended: what
+   * it mapped is released but the dumps in `keep`; null: all of it (the
+   * owner closed).
+   */
+  endRun(session: number, keep: readonly string[] | null): void;
   /** While a run is active the backend keeps the process alive; between runs it does not. */
   setActive(active: boolean): void;
   /** Whether close() was called or every slot is gone for good. */

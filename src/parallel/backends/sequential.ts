@@ -20,9 +20,11 @@ class ThisThread implements Slot {
 
 /** Calls stay as they are: the function and the caller's own arguments. */
 const identity: Transport = {
+  id: 0,
   encode: (calls: readonly TaskCall[]): EncodedBatch => ({ encoded: calls, count: calls.length }),
   newDumpScope: () => undefined,
   endRun: () => undefined,
+  keptDumps: () => [],
   close: () => undefined,
 };
 

@@ -102,7 +102,7 @@ export abstract class WorkerBackend implements Backend {
     worker.handle.post({
       type: 'batch',
       batchId: outgoing.batchId,
-      runId: outgoing.runId,
+      session: outgoing.session,
       maxNbytes: through.maxNbytes,
       ...(outgoing.taskTimeout === null ? {} : { reportStarts: true }),
       ...this.extra(through),
@@ -133,8 +133,9 @@ export abstract class WorkerBackend implements Backend {
     await Promise.all(this.slots.filter((s) => s.inFlight.size > 0).map((slot) => this.retire(slot, true)));
   }
 
-  endRun(runId: number): void {
-    for (const slot of this.slots) if (slot.handle.alive) slot.handle.post({ type: 'run-end', runId });
+  endRun(session: number, keep: readonly string[] | null): void {
+    const message: ToWorker = { type: 'run-end', session, keep: keep === null ? null : [...keep] };
+    for (const slot of this.slots) if (slot.handle.alive) slot.handle.post(message);
   }
 
   setActive(active: boolean): void {

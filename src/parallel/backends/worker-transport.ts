@@ -5,6 +5,7 @@
  * through structured clone (large results by transfer or through a file).
  */
 import { ArgumentPacker } from '../../transport/array-refs.js';
+import { DumpCache } from '../../transport/dump-cache.js';
 import { rebuildError, type SerializedError } from '../../transport/error-transport.js';
 import { describeFunction, type FunctionSpec } from '../../transport/functions.js';
 import { memjobExports } from '../../transport/memjob-exports.js';
@@ -19,7 +20,10 @@ export interface WorkerBatch {
   calls: CallMessage[] | FlatCalls;
 }
 
+let transportCounter = 0;
+
 export class WorkerTransport implements Transport {
+  readonly id = ++transportCounter;
   readonly #options: TransportOptions;
   /**
    * The dumps of arguments and the result files of child processes. Removed
@@ -30,10 +34,13 @@ export class WorkerTransport implements Transport {
   #folders: RunFolders;
   #packer: ArgumentPacker;
   readonly #specs = new Map<unknown, FunctionSpec>();
+  /** Dumps kept for the next run (dump-cache.ts), when the owner asked for it. */
+  readonly #cache: DumpCache | undefined;
 
   constructor(options: TransportOptions) {
+    this.#options = options;
     // Workers write through 'r+' and 'w+' mappings: a dump kept for the next run would no longer hold the caller's array.
-    this.#options = { ...options, cacheDumps: options.cacheDumps && (options.mmapMode === 'r' || options.mmapMode === 'c') };
+    if (options.cacheDumps && (options.mmapMode === 'r' || options.mmapMode === 'c')) this.#cache = new DumpCache();
     this.#folders = new RunFolders(options.tempFolder);
     this.#packer = this.#newPacker();
   }
@@ -95,20 +102,29 @@ export class WorkerTransport implements Transport {
   }
 
   endRun(failed: boolean): void {
-    // A failed run may have stopped a worker mid-write: nothing of it is kept.
-    if (this.#options.cacheDumps && !failed) return;
-    this.#folders.remove();
-    this.#folders = new RunFolders(this.#options.tempFolder); // a removed folder is never reused
-    this.#packer = this.#newPacker();
+    if (this.#cache !== undefined && !failed) {
+      this.#cache.endRun(); // keeps this run's dumps, removes older ones
+    } else {
+      // No cache, or a failed run (it may have stopped a worker mid-write): nothing of the run is kept.
+      this.#cache?.clear();
+      this.#folders.remove();
+      this.#folders = new RunFolders(this.#options.tempFolder); // a removed folder is never reused
+    }
+    this.#packer = this.#newPacker(); // arrays are deduplicated by identity within one run; across runs only through the cache
+  }
+
+  keptDumps(): string[] {
+    return this.#cache?.keptPaths() ?? [];
   }
 
   close(): void {
+    this.#cache?.clear();
     this.#folders.remove();
   }
 
   #newPacker(): ArgumentPacker {
     const { maxNbytes, mmapMode } = this.#options;
-    return new ArgumentPacker({ maxNbytes, mmapMode, folders: this.#folders });
+    return new ArgumentPacker({ maxNbytes, mmapMode, folders: this.#folders, ...(this.#cache === undefined ? {} : { dumpCache: this.#cache }) });
   }
 
   #spec(fn: unknown): FunctionSpec {
