@@ -7,12 +7,14 @@ import { ErrorCodes, MemjobError, describe, invalidArg } from '../errors.js';
 import type { LoadMmapMode } from '../format/load.js';
 import { cpuCount, parseNJobs } from '../system/cpu-count.js';
 import { parseMaxNbytes, parseTempFolder } from '../transport/options.js';
+import type { BackendName } from './backends/backend.js';
 import { isDelayedCall, type DelayedCall } from './delayed.js';
 import { nestedBackend } from './nesting.js';
 import type { ProgressCallback } from './progress.js';
 
 export type ReturnAs = 'array' | 'generator' | 'unordered';
-export type Backend = 'threads' | 'processes' | 'sequential';
+/** Where a Parallel's tasks run (src/parallel/backends/). */
+export type Backend = BackendName;
 
 export interface ParallelOptions<RA extends ReturnAs = ReturnAs> {
   /** Workers: n, or negative counting from cpuCount() (-1 all cores, -2 all but one). Default 1 (in-process), as in joblib. */

@@ -40,8 +40,9 @@ export function attributeToTask(error: unknown, index: number): unknown {
   return error;
 }
 
-export function taskTimeoutError(ms: number, index: number): MemjobError {
-  const error = new MemjobError(ErrorCodes.TIMEOUT, `Parallel: task ${index} did not finish within its taskTimeout of ${ms} ms; its worker was stopped`);
+export function taskTimeoutError(ms: number, index: number, inThisThread: boolean): MemjobError {
+  const after = inThisThread ? 'it runs in this thread, which cannot stop it: the run no longer waits for it' : 'its worker was stopped';
+  const error = new MemjobError(ErrorCodes.TIMEOUT, `Parallel: task ${index} did not finish within its taskTimeout of ${ms} ms; ${after}`);
   return withTaskIndex(error, index) as MemjobError;
 }
 

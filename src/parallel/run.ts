@@ -240,6 +240,6 @@ export class Run implements DispatchOwner<RunBatch> {
   }
 
   taskTimedOut(batch: RunBatch, index: number): void {
-    this.fail(taskTimeoutError(this.options.taskTimeout!, batch.indices[index]!));
+    this.fail(taskTimeoutError(this.options.taskTimeout!, batch.indices[index]!, this.backend.name === 'sequential'));
   }
 }
