@@ -104,9 +104,10 @@ async function runBatch(message: Extract<ToWorker, { type: 'batch' }>): Promise<
   for (let index = 0; index < count; index++) {
     const fnIndex = single !== undefined ? single.fn : callAt(calls, index).fn;
     const spec = message.fns[fnIndex]!;
-    if (message.reportStarts === true) post({ type: 'task-start', batchId: message.batchId, index });
     try {
       const fn = (fns[fnIndex] ??= await resolveInWorker(spec));
+      // After the import: loading a task's module is the worker's start-up, which taskTimeout does not count.
+      if (message.reportStarts === true) post({ type: 'task-start', batchId: message.batchId, index });
       let value: unknown;
       if (single !== undefined) value = fn(single.values[index]);
       else {
