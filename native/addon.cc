@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstring>
 #include <string>
+#include <sys/file.h>
 #include <sys/mman.h>
 
 #include "mapping.h"
@@ -248,6 +249,29 @@ Napi::Value IncoreFn(const Napi::CallbackInfo& info) {
   return result;
 }
 
+// flock(fd, operation) -> true when the lock was taken (or released), false
+// when another open file description holds a conflicting one. operation is
+// 'exclusive', 'shared' or 'unlock'; never blocks (LOCK_NB), because a
+// blocked main thread could not run anything else. Run folders use it to
+// prove they are alive across PID namespaces (src/transport/temp-reap.ts).
+Napi::Value FlockFn(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsNumber()) throw Napi::TypeError::New(env, "fd must be a number");
+  const double fd = info[0].As<Napi::Number>().DoubleValue();
+  if (!(fd >= 0) || fd > 2147483647.0 || std::floor(fd) != fd)
+    throw Napi::RangeError::New(env, "fd must be a non-negative 32-bit integer");
+  const std::string name = info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "";
+  int operation = -1;
+  if (name == "exclusive") operation = LOCK_EX;
+  if (name == "shared") operation = LOCK_SH;
+  if (name == "unlock") operation = LOCK_UN;
+  if (operation < 0) throw Napi::TypeError::New(env, "unknown lock operation");
+  bool acquired = false;
+  const int err = TryFlock(static_cast<int>(fd), operation, &acquired);
+  if (err != 0) throw ErrnoError(env, err, "flock");
+  return Napi::Boolean::New(env, acquired);
+}
+
 }  // namespace
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -259,6 +283,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("sync", Napi::Function::New(env, SyncFn, "sync"));
   exports.Set("advise", Napi::Function::New(env, AdviseFn, "advise"));
   exports.Set("incore", Napi::Function::New(env, IncoreFn, "incore"));
+  exports.Set("flock", Napi::Function::New(env, FlockFn, "flock"));
   return exports;
 }
 

@@ -1,6 +1,7 @@
 #include "mapping.h"
 
 #include <cerrno>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -26,6 +27,19 @@ int MapFile(int fd, uint64_t offset, uint64_t length, bool shared, Region* out) 
   out->length = static_cast<size_t>(length);
   out->unmapped = false;
   return 0;
+}
+
+int TryFlock(int fd, int operation, bool* acquired) {
+  *acquired = false;
+  int result;
+  do {
+    result = flock(fd, operation | LOCK_NB);
+  } while (result != 0 && errno == EINTR);
+  if (result == 0) {
+    *acquired = true;
+    return 0;
+  }
+  return errno == EWOULDBLOCK ? 0 : errno;
 }
 
 int UnmapRegion(Region* region) {

@@ -36,4 +36,10 @@ int CountResidentPages(const Region* region, uint64_t offset, uint64_t length,
                        uint64_t* resident, uint64_t* total);
 size_t PageSize();
 
+// flock(2) without blocking: operation is LOCK_SH, LOCK_EX or LOCK_UN (LOCK_NB
+// is added here, so the event loop is never blocked). Sets *acquired to false
+// when another open file description holds a conflicting lock (EWOULDBLOCK);
+// returns 0 or another errno value. Retries on EINTR.
+int TryFlock(int fd, int operation, bool* acquired);
+
 }  // namespace memjob

@@ -11,6 +11,7 @@ import { ErrorCodes, MemjobError, systemError } from './errors.js';
 /** An opaque handle on one mmap(2) region; released by unmap() or by the garbage collector. */
 export type RegionHandle = { readonly __region: unique symbol };
 export type Advice = 'normal' | 'random' | 'sequential' | 'willneed' | 'dontneed';
+export type LockOperation = 'exclusive' | 'shared' | 'unlock';
 
 interface Addon {
   setMaxViewLength(bytes: number): void;
@@ -21,6 +22,7 @@ interface Addon {
   sync(handle: RegionHandle, byteOffset: number, byteLength: number, async: boolean): void;
   advise(handle: RegionHandle, byteOffset: number, byteLength: number, advice: Advice): void;
   incore(handle: RegionHandle, byteOffset: number, byteLength: number): [number, number];
+  flock(fd: number, operation: LockOperation): boolean;
 }
 
 // src/native.ts and dist/native.js both sit one folder below the package
@@ -84,4 +86,14 @@ export function adviseRegion(handle: RegionHandle, byteOffset: number, byteLengt
 
 export function residentPages(handle: RegionHandle, byteOffset: number, byteLength: number, path: string): [number, number] {
   return call('incore', path, () => addon.incore(handle, byteOffset, byteLength));
+}
+
+/**
+ * flock(2) on `fd`, never blocking: true when the lock was taken (or
+ * released), false when another open file description holds a conflicting
+ * lock (this process's own other descriptors of the file included). Other
+ * failures throw a MemjobError with the OS code.
+ */
+export function tryFlock(fd: number, operation: LockOperation, path: string): boolean {
+  return call('flock', path, () => addon.flock(fd, operation));
 }

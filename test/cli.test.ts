@@ -9,6 +9,8 @@ import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cpuCount, dumpSync, memmap, ndarray } from '../src/index.js';
+import { createRunFolder } from '../src/transport/temp-folder.js';
+import { age } from './fixtures/reap-helpers.js';
 import { repoRoot, scratchDir } from './helpers.js';
 
 const scratch = scratchDir('cli');
@@ -333,20 +335,24 @@ describe('memjob info', () => {
 });
 
 describe('memjob clean', () => {
-  it('removes the folders of dead processes only, and --dry-run removes nothing', async () => {
+  it('removes the folders of dead runs only, and --dry-run removes nothing', async () => {
     const root = scratch.file('clean-root');
     mkdirSync(root, { recursive: true });
     // A pid that surely belongs to no process now: a child that has exited and been waited for.
     const deadPid = spawnSync(process.execPath, ['-e', '0']).pid!;
     expect(deadPid).toBeGreaterThan(0);
+    // A live run: this process holds the flock on its .lock (reap-namespaces.test.ts covers other processes).
+    const liveFolder = createRunFolder(root);
+    const live = liveFolder.path;
     const dead = join(root, `memjob_${deadPid}_abcd1234`);
-    const live = join(root, `memjob_${process.pid}_abcd5678`);
     const otherName = join(root, `memjob_${deadPid}_notHex`);
     const deadFile = join(root, `memjob_${deadPid}_beef`);
-    for (const folder of [dead, live, otherName]) mkdirSync(folder);
+    for (const folder of [dead, otherName]) mkdirSync(folder);
     writeFileSync(join(dead, '1_x.mjdump'), 'data');
-    writeFileSync(join(live, '1_y.mjdump'), 'data');
+    writeFileSync(liveFolder.file('y.mjdump'), 'data');
     writeFileSync(deadFile, 'a file, not a run folder');
+    // Past the minimum age (a younger folder is never reaped): only the lock tells them apart now.
+    age(dead, live, otherName);
     const env = { MEMJOB_TEMP_FOLDER: root };
 
     const dry = await memjob(['clean', '--dry-run'], env);
@@ -370,6 +376,7 @@ describe('memjob clean', () => {
 
     const again = await memjob(['clean', '--json'], env);
     expect(JSON.parse(again.stdout)).toEqual({ dryRun: false, roots: [root], removed: [], kept: [live] });
+    liveFolder.remove();
   });
 });
 

@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorCodes, Parallel, closeSharedWorkers, delayed, hasShareableMemory, type ParallelOptions } from '../src/index.js';
 import { childPids, entries, isAlive, rejection, t, waitFor, workerBackends } from './fixtures/parallel-helpers.js';
+import { age } from './fixtures/reap-helpers.js';
 import { repoRoot, runTsChild, scratchDir } from './helpers.js';
 
 let scratch: ReturnType<typeof scratchDir>;
@@ -134,7 +135,9 @@ describe('a parent that dies', () => {
     // The workers see the IPC channel close and exit (they were busy with 60 s tasks).
     await waitFor(() => workers.every((w) => !isAlive(w)), 5000, 'the orphaned workers to exit');
 
-    // The next run that creates a run folder under the same root removes the dead parent's one.
+    // The next run that creates a run folder under the same root removes the dead parent's one, once it is
+    // older than the reapers' minimum age (its lock is free: the kernel dropped it with the parent).
+    age(folder);
     await using p = new Parallel({ backend: 'threads', nJobs: 2, tempFolder: root });
     expect(await p.run([delayed(hasShareableMemory)(big)])).toEqual([true]);
     expect(readdirSync(root).filter((name) => name.startsWith(`memjob_${pid}_`))).toEqual([]);

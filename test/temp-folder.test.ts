@@ -1,6 +1,5 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import {
-  chownSync,
   closeSync,
   existsSync,
   fstatSync,
@@ -15,15 +14,14 @@ import {
   writeSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { basename, dirname, join, resolve } from 'node:path';
+import { basename, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isMainThread } from 'node:worker_threads';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { MemjobError } from '../src/errors.js';
 import { createExclusive, createRunFolder } from '../src/transport/temp-folder.js';
-import { reapStaleFolders } from '../src/transport/temp-reap.js';
 import { SHM_MIN_FREE_BYTES, TEMP_FOLDER_ENV, chooseTempRoot, tempRootCandidates } from '../src/transport/temp-root.js';
-import { repoRoot, runTsChild, scratchDir, type ChildResult } from './helpers.js';
+import { repoRoot, scratchDir, type ChildResult } from './helpers.js';
 
 const scratch = scratchDir('temp-folder');
 /** pids whose memjob_<pid>_* folders must not be left in /dev/shm or os.tmpdir(). */
@@ -65,13 +63,6 @@ function codeOf(fn: () => unknown): string | undefined {
 function freeBytes(path: string): number {
   const stats = statfsSync(path);
   return stats.bavail * stats.bsize;
-}
-
-/** A pid that belonged to a process which has exited and been waited for. */
-function deadPid(): number {
-  const result = spawnSync(process.execPath, ['-e', '']);
-  expect(result.pid).toBeGreaterThan(0);
-  return result.pid as number;
 }
 
 const childScript = fileURLToPath(new URL('./fixtures/run-folder-child.ts', import.meta.url));
@@ -385,84 +376,5 @@ describe('cleanup when the process ends', () => {
     expect(existsSync(info.path)).toBe(false);
     child.kill('SIGTERM');
     expect((await done).signal).toBe('SIGTERM');
-  });
-});
-
-describe('reaping folders of processes that no longer exist', () => {
-  it('removes the folder a SIGKILLed process left', async () => {
-    const root = freshRoot();
-    const { child, info, done } = await startChild(root, 'wait');
-    child.kill('SIGKILL');
-    expect((await done).signal).toBe('SIGKILL');
-    expect(existsSync(info.path)).toBe(true);
-    expect(reapStaleFolders(root)).toEqual([info.path]);
-    expect(existsSync(info.path)).toBe(false);
-    expect(reapStaleFolders(root)).toEqual([]);
-  });
-
-  it('is done by the next process that creates a run folder under the same root', async () => {
-    const root = freshRoot();
-    const killed = await startChild(root, 'wait');
-    killed.child.kill('SIGKILL');
-    await killed.done;
-    expect(existsSync(killed.info.path)).toBe(true);
-    const next = await startChild(root, 'exit');
-    expect((await next.done).code).toBe(0);
-    expect(existsSync(killed.info.path)).toBe(false);
-    expect(readdirSync(root)).toEqual([]);
-  });
-
-  it('never removes the folders of live processes', async () => {
-    const root = freshRoot();
-    const own = join(root, `memjob_${process.pid}_abc1`);
-    mkdirSync(own);
-    const alive = await startChild(root, 'wait');
-    try {
-      const result = await runTsChild('run-folder-child.ts', [root, 'reap']);
-      expect(result.code).toBe(0);
-      expect(JSON.parse(result.stdout)).toEqual({ removed: [] });
-      expect(reapStaleFolders(root)).toEqual([]);
-      expect(existsSync(own)).toBe(true);
-      expect(existsSync(alive.info.path)).toBe(true);
-    } finally {
-      alive.child.kill('SIGTERM');
-      await alive.done;
-    }
-    expect(existsSync(alive.info.path)).toBe(false);
-  });
-
-  it('never touches other names, symlinks, files or other users’ folders', () => {
-    const root = freshRoot();
-    const dead = deadPid();
-    const outside = scratch.file(`outside-${counter}`);
-    mkdirSync(outside);
-    writeFileSync(join(outside, 'sentinel'), 'keep');
-    const kept = [
-      `memjob_${dead}_xyz`, // not hex
-      `memjob_${dead}_AB`, // not lower-case hex
-      `memjob_${dead}`,
-      `memjob-${dead}-ab`,
-      `other_${dead}_ab`,
-      `memjob_0_ab`,
-      `memjob_99999999999999999999_ab`,
-    ];
-    for (const name of kept) mkdirSync(join(root, name));
-    symlinkSync(outside, join(root, `memjob_${dead}_ab`));
-    writeFileSync(join(root, `memjob_${dead}_cd`), 'a file, not a folder');
-    const foreign = join(root, `memjob_${dead}_ef`);
-    mkdirSync(foreign);
-    const isRoot = process.getuid?.() === 0;
-    if (isRoot) chownSync(foreign, 4242, 4242);
-    const stale = join(root, `memjob_${dead}_0123456789abcdef`);
-    mkdirSync(stale);
-    writeFileSync(join(stale, 'data'), 'x');
-
-    expect(reapStaleFolders(root).sort()).toEqual(isRoot ? [stale] : [foreign, stale].sort());
-    const left = readdirSync(root).sort();
-    expect(left).toEqual(
-      [...kept, `memjob_${dead}_ab`, `memjob_${dead}_cd`, ...(isRoot ? [`memjob_${dead}_ef`] : [])].sort(),
-    );
-    expect(readFileSync(join(outside, 'sentinel'), 'utf8')).toBe('keep');
-    expect(reapStaleFolders(scratch.file('no-such-root'))).toEqual([]);
   });
 });

@@ -1,11 +1,12 @@
 /**
- * `memjob clean`: removes the run folders (`memjob_<pid>_<hex>`) that
- * processes which no longer exist left in the temp roots memjob would use.
- * The removal itself is transport's reapStaleFolders, the same code every
- * memjob process runs before it makes a run folder, so it never touches this
- * process's folders, live processes' folders, other users' folders, symlinks
- * or other names. `--dry-run` lists what it would remove with the same rules
- * (the same scan reapStaleFolders uses).
+ * `memjob clean`: removes the run folders (`memjob_<pid>_<hex>`) that dead
+ * runs left in the temp roots memjob would use. The removal itself is
+ * transport's reapStaleFolders, the same code every memjob process runs
+ * before it makes a run folder: a folder goes only when its `.lock` can be
+ * locked (no live run, in any PID namespace, holds it) and it is older than
+ * a minute, so it never touches this process's folders, live runs' folders,
+ * other users' folders, symlinks or other names. `--dry-run` lists what it
+ * would remove with the same rules (the same scan reapStaleFolders uses).
  */
 import { reapStaleFolders, scanRunFolders } from '../transport/temp-reap.js';
 import { tempRootCandidates } from '../transport/temp-root.js';

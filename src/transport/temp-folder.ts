@@ -2,17 +2,21 @@
  * The run folder: one per run, `<root>/memjob_<pid>_<random hex>`, mode 0700,
  * created with mkdir (which fails if anything, a planted symlink included,
  * already has the name). Files inside are created with O_CREAT | O_EXCL |
- * O_NOFOLLOW, mode 0600. Live folders are removed on process 'exit' and on
- * SIGINT, SIGTERM and SIGHUP; stale ones are reaped first (temp-reap.ts).
+ * O_NOFOLLOW, mode 0600. While the folder lives, its creator holds an
+ * exclusive flock on `<folder>/.lock` (an fd kept open until remove()), which
+ * is how every other process, in any PID namespace, knows it is alive. Live
+ * folders are removed on process 'exit' and on SIGINT, SIGTERM and SIGHUP;
+ * dead ones are reaped first (temp-reap.ts).
  * Where the root is: temp-root.ts.
  */
 import { randomBytes } from 'node:crypto';
-import { chmodSync, constants as fsConstants, lstatSync, mkdirSync, openSync, rmSync } from 'node:fs';
+import { chmodSync, closeSync, constants as fsConstants, lstatSync, mkdirSync, openSync, rmSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { join, resolve } from 'node:path';
 import { isMainThread } from 'node:worker_threads';
 import { ErrorCodes, MemjobError, invalidArg, systemError } from '../errors.js';
-import { reapStaleFolders } from './temp-reap.js';
+import { tryFlock } from '../native.js';
+import { LOCK_FILE, reapStaleFolders } from './temp-reap.js';
 
 // process.ts imports the root choice from here, beside the run folder it makes there.
 export { chooseTempRoot } from './temp-root.js';
@@ -44,11 +48,14 @@ export class RunFolder {
   readonly root: string;
   #removed = false;
   #counter = 0;
+  /** The open `.lock` whose flock marks the folder alive; closed (dropping the lock) by remove(). */
+  #lockFd: number;
 
-  /** Creates the folder (0700) and registers it for cleanup; createRunFolder also reaps stale folders first. */
+  /** Creates the folder (0700) and its held lock and registers it for cleanup; createRunFolder also reaps dead folders first. */
   constructor(root: string) {
     this.root = resolve(root);
     this.path = makeFolder(this.root);
+    this.#lockFd = holdLock(this.path);
     live.add(this);
     installHandlers();
   }
@@ -82,6 +89,12 @@ export class RunFolder {
     } catch {
       // Nothing useful to do: a folder that cannot be removed now is reaped by a later process.
     }
+    // Only now, with the folder gone, is the lock dropped: a reaper never sees a half-removed live folder as dead.
+    try {
+      closeSync(this.#lockFd);
+    } catch {
+      // Already closed by someone who closed fds they did not open: the lock is gone either way.
+    }
     if (live.size === 0) uninstallHandlers();
   }
 }
@@ -108,7 +121,37 @@ function makeFolder(root: string): string {
 }
 
 /**
- * Creates a run folder under `root` (after reaping stale folders there) and
+ * Creates `<folder>/.lock` (exclusive, 0600, no-follow) and takes an
+ * exclusive flock on it; returns the fd, which stays open for the folder's
+ * life (close-on-exec, so child processes never inherit the lock). On a
+ * file system without flock (ENOLCK, EOPNOTSUPP, ENOSYS) the folder is still
+ * usable: no reaper can lock it either, so it is kept as alive. On failure
+ * the folder is removed.
+ */
+function holdLock(folder: string): number {
+  const lockPath = join(folder, LOCK_FILE);
+  let fd: number | undefined;
+  try {
+    fd = createExclusive(lockPath);
+    if (!tryFlock(fd, 'exclusive', lockPath)) {
+      throw new MemjobError(
+        ErrorCodes.INTERNAL,
+        `createRunFolder: expected to lock the new ${lockPath}, received a lock already held by another process`,
+        { path: lockPath },
+      );
+    }
+    return fd;
+  } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    if (fd !== undefined && (code === 'ENOLCK' || code === 'EOPNOTSUPP' || code === 'ENOTSUP' || code === 'ENOSYS')) return fd;
+    if (fd !== undefined) closeSync(fd);
+    rmSync(folder, { recursive: true, force: true });
+    throw error;
+  }
+}
+
+/**
+ * Creates a run folder under `root` (after reaping dead folders there) and
  * registers it for cleanup on process exit, SIGINT, SIGTERM and SIGHUP (in the
  * main thread only: signal handlers are process-wide, so a run folder made in
  * a worker thread is its owner's to remove).
