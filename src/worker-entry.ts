@@ -10,6 +10,7 @@ import { ErrorCodes, MemjobError } from './errors.js';
 import type { ArgumentUnpacker } from './transport/array-refs.js';
 import { cloneable, serializeError } from './transport/error-transport.js';
 import { displayUrl, resolveFunction, type FunctionSpec } from './transport/function-resolve.js';
+import { adoptReferenceToken } from './transport/walker.js';
 import { adoptWorkerMark, onMainReentry, whileImportingTaskModule } from './transport/worker-context.js';
 import { callAt, callCount, isPlainValue, type ToParent, type ToWorker } from './parallel/protocol.js';
 
@@ -144,6 +145,7 @@ async function runBatch(message: Extract<ToWorker, { type: 'batch' }>): Promise<
 
 
 async function init(message: Extract<ToWorker, { type: 'init' }>): Promise<void> {
+  adoptReferenceToken(message.token);
   if (message.initializer !== undefined) {
     const { fn: spec, args } = message.initializer;
     try {

@@ -11,12 +11,14 @@
  * from byte 64. Items are framed as [uint32 length][bytes], wrapping around.
  */
 import { randomBytes } from 'node:crypto';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { closeSync, constants as fsConstants, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { setTimeout as sleepAsync } from 'node:timers/promises';
 import { deserialize, serialize } from 'node:v8';
 import { ErrorCodes, MemjobError, invalidArg } from '../errors.js';
-import { ArgumentPacker, ArgumentUnpacker, REF } from '../transport/array-refs.js';
+import { openRegularFile } from '../system/regular-file.js';
+import { ArgumentPacker, ArgumentUnpacker } from '../transport/array-refs.js';
+import { MAX_DEPTH, makeRef, refName } from '../transport/walker.js';
 import { parseMaxNbytes } from '../transport/options.js';
 import { Lock } from './lock.js';
 import { SharedFile } from './shared-file.js';
@@ -31,7 +33,8 @@ const enum Field {
   Closed = 5,
   MaxSize = 6,
 }
-const SPILL = '__memjob_queue_spill__';
+/** The kind of reference an item too large for the ring becomes: a file of its own. */
+const SPILL = 'queue-spill';
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
 
 export interface QueueOptions {
@@ -256,18 +259,36 @@ export class Queue<T = unknown> {
     if (bytes.length + 4 <= this.#ring.length / 4) return bytes;
     const path = join(folder, `${prefix}.spill`);
     writeFileSync(path, bytes, { mode: 0o600, flag: 'wx' });
-    return serialize({ [SPILL]: path });
+    return serialize(makeRef(SPILL, { path }));
+  }
+
+  /**
+   * A file this queue wrote (a spill or an array dump): in the queue's own
+   * folder with the queue's prefix. Anything else an item names is refused,
+   * never read, mapped or deleted.
+   */
+  #ownFile(path: unknown): string {
+    const folder = dirname(this.#file.path);
+    if (typeof path !== 'string' || dirname(path) !== folder || !basename(path).startsWith('q-')) {
+      throw new MemjobError(ErrorCodes.FORMAT, `Queue.get: an item names a file outside the queue's folder (${JSON.stringify(String(path).slice(0, 200))}); it was left alone`);
+    }
+    return path;
   }
 
   #decode(frame: Uint8Array): T {
     let value = deserialize(frame) as unknown;
     if (typeof value !== 'object' || value === null) return value as T;
-    if (typeof value === 'object' && value !== null && Object.hasOwn(value, SPILL)) {
-      const path = (value as Record<string, string>)[SPILL]!;
-      value = deserialize(readFileSync(path));
+    if (refName(value) === SPILL) {
+      const path = this.#ownFile((value as { path?: unknown }).path);
+      const { fd } = openRegularFile(path, fsConstants.O_RDONLY, 'Queue.get');
+      try {
+        value = deserialize(readFileSync(fd));
+      } finally {
+        closeSync(fd);
+      }
       rmSync(path, { force: true });
     }
-    const dumps = dumpPaths(value);
+    const dumps = dumpPaths(value).map((path) => this.#ownFile(path));
     const item = new ArgumentUnpacker().unpack(value) as T;
     // The arrays are mapped now; the files can go (the mappings keep their pages).
     for (const path of dumps) rmSync(path, { force: true });
@@ -277,18 +298,17 @@ export class Queue<T = unknown> {
   /** Removes the files behind an item that will never be read (a put that failed). */
   #discard(frame: Uint8Array): void {
     const value = deserialize(frame) as unknown;
-    if (typeof value === 'object' && value !== null && Object.hasOwn(value, SPILL)) rmSync((value as Record<string, string>)[SPILL]!, { force: true });
-    else for (const path of dumpPaths(value)) rmSync(path, { force: true });
+    const paths = refName(value) === SPILL ? [(value as { path?: unknown }).path] : dumpPaths(value);
+    for (const path of paths) rmSync(this.#ownFile(path), { force: true });
   }
 }
 
-/** Paths of the array dumps an encoded item refers to. */
-function dumpPaths(value: unknown, found: string[] = [], depth = 0): string[] {
-  if (typeof value !== 'object' || value === null || depth > 100 || ArrayBuffer.isView(value)) return found;
-  const record = value as Record<string, unknown>;
-  if (record[REF] === 'dump' && typeof record.path === 'string') found.push(record.path);
-  else if (value instanceof Map) for (const v of value.values()) dumpPaths(v, found, depth + 1);
-  else for (const v of Object.values(record)) dumpPaths(v, found, depth + 1);
+/** Paths of the array dumps an encoded item refers to (references memjob made only: see transport/walker.ts). */
+function dumpPaths(value: unknown, found: unknown[] = [], depth = 0): unknown[] {
+  if (typeof value !== 'object' || value === null || depth > MAX_DEPTH || ArrayBuffer.isView(value)) return found;
+  if (refName(value) === 'dump') found.push((value as { path?: unknown }).path);
+  else if (value instanceof Map || value instanceof Set) for (const v of value.values()) dumpPaths(v, found, depth + 1);
+  else for (const v of Object.values(value)) dumpPaths(v, found, depth + 1);
   return found;
 }
 

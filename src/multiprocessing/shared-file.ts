@@ -5,9 +5,10 @@
  * when that process exits (the temp folder's cleanup), and a worker that
  * receives a handle maps the same file by path.
  */
-import { closeSync, ftruncateSync, openSync, rmSync } from 'node:fs';
+import { closeSync, constants as fsConstants, ftruncateSync, rmSync } from 'node:fs';
 import { ErrorCodes, MemjobError, systemError } from '../errors.js';
 import { FileMapping } from '../memmap/file-mapping.js';
+import { openRegularFile } from '../system/regular-file.js';
 import { createExclusive, createRunFolder, type RunFolder } from '../transport/temp-folder.js';
 import { chooseTempRoot } from '../transport/temp-root.js';
 
@@ -31,13 +32,12 @@ export class SharedFile {
     this.path = path;
     this.byteLength = byteLength;
     this.#owner = owner;
-    let fd: number;
+    // A regular file at least as long as the object: a file truncated before it is mapped would be SIGBUS on first touch.
+    const { fd, size } = openRegularFile(path, fsConstants.O_RDWR, 'shared memory');
     try {
-      fd = openSync(path, 'r+');
-    } catch (error) {
-      throw systemError('shared memory', error, path);
-    }
-    try {
+      if (size < byteLength) {
+        throw new MemjobError(ErrorCodes.OUT_OF_RANGE, `shared memory: expected a file of at least ${byteLength} bytes, received '${path}' of ${size} bytes`, { path });
+      }
       this.#mapping = new FileMapping(fd, path, 0, byteLength, true);
     } finally {
       closeSync(fd);

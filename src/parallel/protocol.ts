@@ -55,7 +55,8 @@ export function callAt(calls: CallMessage[] | FlatCalls, index: number): CallMes
 }
 
 export type ToWorker =
-  | { type: 'init'; initializer?: { fn: FunctionSpec; args: unknown[] } }
+  /** `token`: the process tree's reference token (transport/walker.ts), so references made on either side are recognised. */
+  | { type: 'init'; token: string; initializer?: { fn: FunctionSpec; args: unknown[] } }
   | {
       type: 'batch';
       batchId: number;

@@ -5,7 +5,7 @@
  * parent). Within a table the first kind whose test() passes and whose
  * pack() gives something wins. A new kind of reference is one entry here.
  */
-import { closeSync, openSync, rmSync } from 'node:fs';
+import { closeSync, constants as fsConstants, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { dumpScratchSync } from '../format/dump.js';
 import { loadMappedSync, loadSync, type LoadMmapMode } from '../format/load.js';
@@ -15,6 +15,8 @@ import type { Order } from '../memmap/layout.js';
 import { Memmap, type MemmapMode } from '../memmap/memmap.js';
 import { NDArray } from '../memmap/ndarray.js';
 import { openMemmapView, type MemmapLayoutRef } from '../memmap/open.js';
+import { ErrorCodes, MemjobError } from '../errors.js';
+import { openRegularFile } from '../system/regular-file.js';
 import { isNoSpace } from './run-folders.js';
 import { isSharedObject, packShared, reviveShared, type SharedRef } from './shared-objects.js';
 import { makeRef, refName, type Ref, type RefKind } from './walker.js';
@@ -200,6 +202,10 @@ export const resultDumpKind: RefKind<ResultPackContext, UnpackContext> = {
   unpack: (ref, context) =>
     context.open(ref, () => {
       const { path } = ref as ResultDumpRef;
+      // Loaded, then deleted: only ever a file in the run's own folder (defence in depth: the token already proves memjob made it).
+      if (typeof path !== 'string' || !context.ownedByRun(path)) {
+        throw new MemjobError(ErrorCodes.INTERNAL, `result: a result file outside the run's temp folder was refused (${JSON.stringify(String(path).slice(0, 200))})`);
+      }
       const loaded = loadSync(path);
       rmSync(path, { force: true });
       return loaded;
@@ -223,9 +229,17 @@ export const ARGUMENT_KINDS: readonly RefKind<ArgumentPackContext, UnpackContext
 export const RESULT_KINDS: readonly RefKind<ResultPackContext, UnpackContext>[] = [memmapKind, resultDumpKind, transferKind, ndarrayKind];
 
 function mapView(ref: ViewRef, context: UnpackContext): unknown {
-  const fd = openSync(ref.path, ref.mode === 'r+' ? 'r+' : 'r');
+  const { fd, size } = openRegularFile(ref.path, ref.mode === 'r+' ? fsConstants.O_RDWR : fsConstants.O_RDONLY, 'view');
   let mapping: FileMapping;
   try {
+    // A region past the end of the file would be SIGBUS on first touch: the file may have shrunk since it was sent.
+    if (!(Number.isSafeInteger(ref.fileOffset) && Number.isSafeInteger(ref.byteLength) && ref.fileOffset >= 0 && ref.byteLength >= 0 && ref.fileOffset + ref.byteLength <= size)) {
+      throw new MemjobError(
+        ErrorCodes.OUT_OF_RANGE,
+        `view: expected ${ref.byteLength} bytes at offset ${ref.fileOffset} of '${ref.path}', received a file of ${size} bytes`,
+        { path: ref.path },
+      );
+    }
     mapping = context.keep(new FileMapping(fd, ref.path, ref.fileOffset, ref.byteLength, ref.mode === 'r+'));
   } finally {
     closeSync(fd);

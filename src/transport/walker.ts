@@ -9,28 +9,54 @@
  * shape they went in with, and the caller's value is never mutated: a
  * container is copied only when something inside it changed.
  *
- * A reference is a plain object marked with the key REF. Every reference is
- * made by makeRef() and recognised by refName(), so that marking references
- * some other way (out of band, say) is a change to those two functions only.
+ * A reference is a plain object marked with the key REF and with this
+ * process tree's reference token: 128 random bits that the parent makes and
+ * hands to its workers in their init message, never in the environment.
+ * Data cannot pose as a reference (a task returning
+ * `JSON.parse('{"__memjob_ref__":"result-dump","path":"..."}')` stays plain
+ * data), because nothing outside memjob knows the token; joblib gets the same
+ * from deciding by type. Every reference is made by makeRef() and recognised
+ * by refName() only.
  */
+import { randomBytes } from 'node:crypto';
 import { ErrorCodes, MemjobError } from '../errors.js';
 
 /** The key that marks a reference inside structured-cloned data. */
 export const REF = '__memjob_ref__';
+/** The key of the token that proves a reference was made by memjob in this process tree. */
+const TOKEN = '__memjob_token__';
 
-/** A reference on the wire: `{ __memjob_ref__: kind name, ...fields }`. */
+/** A reference on the wire: `{ __memjob_ref__: kind name, __memjob_token__, ...fields }`. */
 export type Ref<K extends string = string> = { readonly [REF]: K };
 
-/** Makes a reference of kind `kind` carrying `fields`; the mark comes first, as it always has on the wire. */
-export function makeRef<K extends string, F extends object>(kind: K, fields: F): Ref<K> & F {
-  return { [REF]: kind, ...fields } as Ref<K> & F;
+// On globalThis under a registered symbol: every copy of memjob in one thread (src and dist, say) uses the same token.
+const TOKEN_SLOT = Symbol.for('memjob.referenceToken');
+const slots = globalThis as { [TOKEN_SLOT]?: string };
+
+/** This process tree's reference token (made on first use in the parent). */
+export function referenceToken(): string {
+  return (slots[TOKEN_SLOT] ??= randomBytes(16).toString('hex'));
 }
 
-/** The kind name of a reference, or undefined for any other value. */
+/** In a worker, from its init message: the parent's token, so that both recognise each other's references. */
+export function adoptReferenceToken(token: unknown): void {
+  if (typeof token !== 'string' || !/^[0-9a-f]{32}$/.test(token)) {
+    throw new MemjobError(ErrorCodes.INTERNAL, `worker init: expected a reference token of 32 hex digits, received ${typeof token}`);
+  }
+  slots[TOKEN_SLOT] = token;
+}
+
+/** Makes a reference of kind `kind` carrying `fields`. */
+export function makeRef<K extends string, F extends object>(kind: K, fields: F): Ref<K> & F {
+  return { [REF]: kind, [TOKEN]: referenceToken(), ...fields } as Ref<K> & F;
+}
+
+/** The kind name of a reference made by memjob in this process tree, or undefined for any other value (plain data that looks like one included). */
 export function refName(value: unknown): string | undefined {
   if (typeof value !== 'object' || value === null || !Object.hasOwn(value, REF)) return undefined;
-  const name = (value as Record<string, unknown>)[REF];
-  return typeof name === 'string' ? name : undefined;
+  const record = value as Record<string, unknown>;
+  const name = record[REF];
+  return typeof name === 'string' && record[TOKEN] === referenceToken() ? name : undefined;
 }
 
 /**

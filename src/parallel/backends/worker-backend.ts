@@ -9,6 +9,7 @@
  */
 import { rebuildError } from '../../transport/error-transport.js';
 import type { FunctionSpec } from '../../transport/functions.js';
+import { referenceToken } from '../../transport/walker.js';
 import type { ToParent, ToWorker } from '../protocol.js';
 import { spawnWorker, type BackendKind, type SpawnOptions, type WorkerHandle } from '../worker-handle.js';
 import type { Backend, BackendListener, OutgoingBatch, Slot, Transport, TransportOptions } from './backend.js';
@@ -166,7 +167,8 @@ export abstract class WorkerBackend implements Backend {
       this.#wakeWaiters();
     });
     const { initializer } = this.options;
-    slot.handle.post(initializer === undefined ? { type: 'init' } : ({ type: 'init', initializer } satisfies ToWorker));
+    const token = referenceToken();
+    slot.handle.post(initializer === undefined ? { type: 'init', token } : ({ type: 'init', token, initializer } satisfies ToWorker));
   }
 
   #onMessage(slot: WorkerSlot, message: ToParent): void {
