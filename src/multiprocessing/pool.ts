@@ -23,7 +23,7 @@ import { memjobExports } from '../transport/memjob-exports.js';
 import { parseMaxNbytes, parseTempFolder } from '../transport/options.js';
 import { refuseMainReentry } from '../transport/worker-context.js';
 import { cpuCount } from '../system/cpu-count.js';
-import { collectItems, collector, deferreds, parseItems, streamResults, type Sink } from './pool-io.js';
+import { collectItems, collector, deferreds, inCompletionOrder, parseItems, streamResults, type Sink } from './pool-io.js';
 
 type Fn<A extends unknown[], R> = (...args: A) => R;
 
@@ -78,6 +78,8 @@ export class Pool implements DispatchOwner<Chunk> {
   #idle: (() => void)[] = [];
   /** imap streams still reading an AsyncIterable: join() waits for them too. */
   #feeding = 0;
+  /** Work was submitted since the pool was last idle. */
+  #busy = false;
 
   constructor(options: PoolOptions = {}) {
     const where = 'Pool';
@@ -101,7 +103,8 @@ export class Pool implements DispatchOwner<Chunk> {
       initializer = { fn: describeFunction(call.fn, memjobExports()), args: [...call.args] };
     }
     this.#backend = makeWorkerBackend({ backend, nJobs: processes, initializer, resourceLimits: undefined }, PER_WORKER);
-    this.#transport = this.#backend.transport({ maxNbytes, mmapMode: 'r', tempFolder, cacheDumps: false }) as WorkerTransport;
+    // The dump cache: an array given to call after call is dumped once while it does not change (docs/api.md).
+    this.#transport = this.#backend.transport({ maxNbytes, mmapMode: 'r', tempFolder, cacheDumps: true }) as WorkerTransport;
     this.#dispatcher = new Dispatcher(this.#backend, this.#transport, this);
     this.#backend.listener = this.#dispatcher;
   }
@@ -146,14 +149,9 @@ export class Pool implements DispatchOwner<Chunk> {
   async *imapUnordered<A, R>(fn: Fn<[A], R>, items: Iterable<A> | AsyncIterable<A>, options: ChunkOptions = {}): AsyncIterableIterator<Awaited<R>> {
     const list = parseItems(items, 'Pool.imapUnordered');
     if (!Array.isArray(list)) return yield* this.#stream(fn, list, options, false) as AsyncGenerator<Awaited<R>>;
-    const { sink, promises } = deferreds(list.length);
+    const { sink, results } = inCompletionOrder(list.length);
     this.#submit(fn, list, false, this.#chunksize(options, list.length, 'imap'), sink);
-    const pending = new Map(promises.map((promise, i) => [i, promise.then((value) => ({ i, value }))]));
-    while (pending.size > 0) {
-      const { i, value } = await Promise.race(pending.values());
-      pending.delete(i);
-      yield value as Awaited<R>;
-    }
+    yield* results() as AsyncGenerator<Awaited<R>>;
   }
 
   /** Runs fn(...args) on a worker and resolves to its result (Python's apply, which blocks, is this awaited). */
@@ -245,6 +243,7 @@ export class Pool implements DispatchOwner<Chunk> {
     // A new dump scope per call: an array is dumped once for all the tasks of this call, and again in a later call (it may have changed).
     this.#transport.newDumpScope();
     for (let start = 0; start < items.length; start += chunksize) this.#enqueue({ fn, items: items.slice(start, start + chunksize), spread, sink, first: start }, false);
+    this.#busy = true;
     this.#backend.setActive(true);
     void this.#dispatcher.pump();
   }
@@ -321,6 +320,13 @@ export class Pool implements DispatchOwner<Chunk> {
 
   changed(): void {
     if (this.#queue.length === 0 && this.#dispatcher.idle) {
+      if (this.#busy) {
+        // Idle: what the calls since the last idle moment dumped and mapped is released, but the dumps they
+        // share with the next call (the dump cache keeps them): a long-lived Pool holds one period's arrays, not all.
+        this.#busy = false;
+        this.#transport.endRun(false);
+        this.#backend.endRun(this.#transport.id, this.#transport.keptDumps());
+      }
       this.#backend.setActive(false);
       this.#wakeIdle();
     }
