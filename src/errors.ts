@@ -99,8 +99,14 @@ export function describe(value: unknown, depth = 0): string {
   switch (typeof value) {
     case 'string':
       return `${JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}...` : value)} (string)`;
+    case 'bigint': {
+      // A number of millions of digits is never put whole in a message, nor
+      // converted to decimal (quadratic); hexadecimal is linear.
+      const hex = (value < 0n ? -value : value).toString(16);
+      if (hex.length <= 32) return `${String(value)} (bigint)`;
+      return `${value < 0n ? '-' : ''}0x${hex.slice(0, 16)}... (bigint of ${hex.length * 4} bits)`;
+    }
     case 'number':
-    case 'bigint':
     case 'boolean':
       return `${String(value)} (${typeof value})`;
     case 'function':
@@ -122,6 +128,14 @@ export function describe(value: unknown, depth = 0): string {
       return typeof name === 'string' && name !== '' && name !== 'Object' ? `an instance of ${name}` : 'an object';
     }
   }
+}
+
+/**
+ * Text from elsewhere (a library's error message, a value from a file) cut
+ * to `max` characters for a message, saying how long it was.
+ */
+export function clip(text: string, max = 200): string {
+  return text.length > max ? `${text.slice(0, max)}... (${text.length} characters)` : text;
 }
 
 /** `MEMJOB_ERR_INVALID_ARG` for an option: says what was expected and what was received. */

@@ -1,39 +1,52 @@
-/** `memjob inspect FILE`: what a dump or .npy file holds, read from its header and structure only. */
+/**
+ * `memjob inspect FILE`: what a dump or .npy file holds, read from its
+ * header and structure only. The file is not trusted: the report is bounded
+ * (inspect.ts), every key, path and preview is printed terminal-safe, and
+ * the whole output is capped.
+ */
 import { inspectFile, type ArrayReport, type FileReport, type ValueNode } from '../format/inspect.js';
-import { formatBytes, formatBytesExact, formatShape, print, printJson, table } from './output.js';
+import { formatBytes, formatBytesExact, formatShape, limitOutput, print, printJson, table, terminalSafe } from './output.js';
 
 export interface InspectCommandOptions {
   json?: boolean;
   checkData?: boolean;
   maxEntries?: number;
   maxDepth?: number;
+  maxRows?: number;
+  maxArrays?: number;
 }
+
+/** The text report's last bound, whatever the --max-* options allow. */
+const MAX_OUTPUT = 1 << 20;
 
 export async function runInspect(file: string, options: InspectCommandOptions): Promise<void> {
   const report = await inspectFile(file, {
     checkData: options.checkData === true,
     ...(options.maxEntries === undefined ? {} : { maxEntries: options.maxEntries }),
     ...(options.maxDepth === undefined ? {} : { maxDepth: options.maxDepth }),
+    ...(options.maxRows === undefined ? {} : { maxRows: options.maxRows }),
+    ...(options.maxArrays === undefined ? {} : { maxArrays: options.maxArrays }),
   });
   if (options.json === true) printJson(report);
-  else print(renderReport(report));
+  else print(limitOutput(renderReport(report), MAX_OUTPUT, 'lower --max-entries, --max-rows or --max-arrays'));
 }
+
+const count = (n: number, noun: string, nouns = `${noun}s`) => `${n.toLocaleString('en-US')} ${n === 1 ? noun : nouns}`;
 
 export function renderReport(report: FileReport): string[] {
   const lines: string[] = [];
   const { format } = report;
-  lines.push(...table([['file', report.path], ...formatRows(report)]));
+  lines.push(...table([['file', terminalSafe(report.path)], ...formatRows(report)]));
   lines.push('');
   renderNode(report.tree, report.arrays, 'value', '', lines);
   lines.push('');
-  const total = report.arrays.reduce((sum, a) => sum + a.bytes, 0);
   const where = format.type === 'memjob-dump' && format.compression !== null ? 'offset (decompressed)' : 'offset';
-  lines.push(`arrays: ${report.arrays.length}${report.arrays.length === 0 ? '' : `, ${formatBytes(total)} in all`}`);
+  lines.push(`arrays: ${report.arrayCount}${report.arrayCount === 0 ? '' : `, ${formatBytes(report.arrayBytes)} in all`}`);
   if (report.arrays.length > 0) {
     const npy = format.type === 'npy';
     const header = ['path', 'kind', 'dtype', ...(npy ? ['descr'] : []), 'shape', 'order', where, 'bytes'];
     const rows = report.arrays.map((a) => [
-      a.alsoAt.length === 0 ? a.path : `${a.path} (+${a.alsoAt.length} more)`,
+      terminalSafe(a.alsoAt.length + a.alsoAtMore === 0 ? a.path : `${a.path} (+${a.alsoAt.length + a.alsoAtMore} more)`),
       a.kind,
       a.dtype,
       ...(npy ? [a.descr ?? ''] : []),
@@ -44,6 +57,8 @@ export function renderReport(report: FileReport): string[] {
     ]);
     lines.push(...table([header, ...rows], '  '));
   }
+  const unlisted = report.arrayCount - report.arrays.length;
+  if (unlisted > 0) lines.push(`  ... ${count(unlisted, 'more array')} not listed (--max-arrays)`);
   return lines;
 }
 
@@ -83,7 +98,7 @@ function renderNode(node: ValueNode, arrays: readonly ArrayReport[], label: stri
   switch (node.type) {
     case 'array-data': {
       const array = arrays[node.array]!;
-      const again = array.path !== node.path ? ` (same array as ${array.path})` : '';
+      const again = array.path !== node.path ? ` (same array as ${terminalSafe(array.path)})` : '';
       lines.push(`${indent}${label}: ${describeArray(array)}${again}`);
       return;
     }
@@ -97,16 +112,19 @@ function renderNode(node: ValueNode, arrays: readonly ArrayReport[], label: stri
       lines.push(`${indent}${label}: ${name} (${node.size} ${plural})`);
       const inner = `${indent}  `;
       for (const entry of node.entries) {
-        const key = node.type === 'array' || node.type === 'set' ? `[${entry.key}]` : entry.key;
-        renderNode(entry.value, arrays, key, inner, lines);
+        const key = node.type === 'array' || node.type === 'set' ? `[${entry.key}]` : terminalSafe(entry.key);
+        const cut = entry.keyLength === undefined ? '' : ` (key truncated to ${entry.key.length - 1} of ${entry.keyLength.toLocaleString('en-US')} characters)`;
+        renderNode(entry.value, arrays, `${key}${cut}`, inner, lines);
       }
       if (node.more > 0) {
-        // No entry shown at all means the depth limit, not the entry limit, cut here.
-        lines.push(node.entries.length === 0 ? `${inner}... ${node.more} more, nested deeper than --max-depth` : `${inner}... ${node.more} more`);
+        const more = `${inner}... ${count(node.more, 'more entry', 'more entries')}`;
+        if (node.cut === 'max-depth') lines.push(`${more}, nested deeper than --max-depth`);
+        else if (node.cut === 'max-rows') lines.push(`${more}, past --max-rows rows in all`);
+        else lines.push(more);
       }
       return;
     }
     default:
-      lines.push(`${indent}${label}: ${node.type === node.preview ? node.type : `${node.type} ${node.preview}`}`);
+      lines.push(`${indent}${label}: ${node.type === node.preview ? node.type : `${node.type} ${terminalSafe(node.preview)}`}`);
   }
 }

@@ -3,12 +3,14 @@
  * The `memjob` command: inspect, info, clean (docs/cli.md).
  * Exit codes: 0 ok; 1 a MemjobError (the message and its code on stderr, no
  * stack); 2 a usage error (unknown command or option, missing argument).
- * Each command's module is imported when it runs, so `--help`, `info` and
- * `clean` work even where the native addon cannot be loaded.
+ * Each command's module is imported when it runs, so `--help` and `info`
+ * work even where the native addon cannot be loaded (`clean` needs it: it
+ * proves a run folder dead by taking the folder's flock).
  */
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { MemjobError } from '../errors.js';
 import { packageVersion } from './info.js';
+import { terminalSafe } from './output.js';
 
 const USAGE_EXIT = 2;
 
@@ -35,7 +37,9 @@ export function buildProgram(): Command {
     .option('--check-data', 'for a compressed dump, also decompress (and discard) the data to check nothing is missing')
     .option('--max-entries <n>', 'entries shown per object, array, Map or Set', positiveInteger, 20)
     .option('--max-depth <n>', 'nesting levels shown', positiveInteger, 16)
-    .action(async (file: string, options: { json?: boolean; checkData?: boolean; maxEntries: number; maxDepth: number }) => {
+    .option('--max-rows <n>', 'rows of the tree shown in all', positiveInteger, 1000)
+    .option('--max-arrays <n>', 'arrays listed (the rest are counted)', positiveInteger, 1000)
+    .action(async (file: string, options: { json?: boolean; checkData?: boolean; maxEntries: number; maxDepth: number; maxRows: number; maxArrays: number }) => {
       const { runInspect } = await import('./inspect.js');
       await runInspect(file, options);
     });
@@ -75,10 +79,12 @@ export async function main(argv: readonly string[] = process.argv): Promise<numb
       return error.exitCode === 0 ? 0 : USAGE_EXIT;
     }
     if (error instanceof MemjobError) {
-      process.stderr.write(`memjob: ${error.message}\nmemjob: error code ${error.code}\n`);
+      // Messages name files and quote keys from files: printed terminal-safe.
+      process.stderr.write(`memjob: ${terminalSafe(error.message)}\nmemjob: error code ${terminalSafe(error.code)}\n`);
       return 1;
     }
-    process.stderr.write(`memjob: internal error, please report it: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    const text = error instanceof Error ? (error.stack ?? error.message) : String(error);
+    process.stderr.write(`memjob: internal error, please report it: ${text.split('\n').map(terminalSafe).join('\n')}\n`);
     return 1;
   }
 }

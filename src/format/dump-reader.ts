@@ -4,12 +4,13 @@
  * do before they look at a single array.
  */
 import { createReadStream } from 'node:fs';
-import { ErrorCodes, MemjobError, describe } from '../errors.js';
+import { ErrorCodes, MemjobError, clip, describe } from '../errors.js';
 import { readFully, readFullySync } from '../system/regular-file.js';
 import { maxViewBytes } from '../native.js';
 import { unpackr } from './codec.js';
 import { decompressPrefix, decompressSync, decompressor, type CompressMethod } from './compression.js';
 import { HEADER_BYTES, decodeHeader, formatError, hasMagic, type Header } from './header.js';
+import { MsgpackScanner, checkPlainMsgpack } from './msgpack-scan.js';
 import { StreamReader } from './stream-reader.js';
 import { StructureError, collectDescriptors, validateSegments, type ArrayDescriptor, type Segment } from './structure.js';
 
@@ -20,13 +21,19 @@ export interface Parsed {
   descriptors: ArrayDescriptor[];
 }
 
-/** Decodes and validates a structure. */
-export function parseStructure(header: Header, bytes: Buffer, path: string): Parsed {
+/**
+ * Decodes and validates a structure. The raw bytes are checked first
+ * (msgpack-scan.ts): msgpackr only ever sees plain msgpack, so none of its
+ * extensions runs on a file's bytes. `scanned`: the caller already did that.
+ */
+export function parseStructure(header: Header, bytes: Buffer, path: string, scanned = false): Parsed {
   let decoded: unknown;
   try {
+    if (!scanned) checkPlainMsgpack(bytes);
     decoded = unpackr.unpack(bytes);
   } catch (error) {
-    throw formatError(path, `its structure cannot be decoded (${(error as Error).message})`);
+    if (error instanceof StructureError) throw formatError(path, error.message);
+    throw formatError(path, `its structure cannot be decoded (${clip((error as Error).message)})`);
   }
   try {
     if (!Array.isArray(decoded) || decoded.length !== 2) throw new StructureError(`the structure is ${describe(decoded)}, not [segments, value]`);
@@ -46,7 +53,7 @@ export function parseStructure(header: Header, bytes: Buffer, path: string): Par
 export function asFormatError(error: unknown, path: string): MemjobError {
   if (error instanceof MemjobError) return error;
   if (error instanceof StructureError) return formatError(path, error.message);
-  return formatError(path, `its structure is malformed (${error instanceof Error ? error.message : 'unknown error'})`);
+  return formatError(path, `its structure is malformed (${error instanceof Error ? clip(error.message) : 'unknown error'})`);
 }
 
 export function readExactlySync(fd: number, target: Uint8Array, position: number, path: string): void {
@@ -93,12 +100,9 @@ export function decompressOrFail(bytes: Buffer, method: CompressMethod, path: st
     throw notADump(path, method, error);
   }
   if (!hasMagic(head)) throw notADump(path, method);
-  const header = decodeHeader(head, Infinity, path);
+  const header = decodeCompressedHeader(head, bytes.length, method, path);
+  scanEarly(bytes, method, header, path);
   const total = header.dataOffset + header.dataLength;
-  // Deflate cannot expand data more than 1032 times: a header promising more is lying.
-  if (method !== 'brotli' && total > bytes.length * 1032) {
-    throw formatError(path, `it is truncated: its header promises ${total} bytes, more than ${bytes.length} bytes of ${method} can expand to`);
-  }
   if (total > maxViewBytes) {
     // Too big to hold, if true. A bounded trial tells a lying header (the
     // stream ends early: truncated) from a genuinely huge file.
@@ -111,7 +115,8 @@ export function decompressOrFail(bytes: Buffer, method: CompressMethod, path: st
     if (probe !== undefined) throw formatError(path, `it is truncated: its header promises ${total} bytes, it decompresses to ${probe.length}`);
     throw new MemjobError(
       ErrorCodes.VIEW_TOO_LARGE,
-      `loadSync: '${path}' promises ${total} bytes once decompressed, more than one ArrayBuffer can hold in this Node; if the file is genuine, use the async load(), which streams`,
+      `loadSync: '${path}' promises ${total} bytes once decompressed, more than one ArrayBuffer can hold in this Node, and loadSync decompresses a file whole; ` +
+        `if the file is genuine, use the async load(), which streams, or decompress it to a plain dump (${DECOMPRESS_COMMAND[method]}) and load that, with { mmapMode: 'r' } for arrays this large`,
       { path },
     );
   }
@@ -120,6 +125,64 @@ export function decompressOrFail(bytes: Buffer, method: CompressMethod, path: st
   } catch (error) {
     const tooLong = (error as { code?: unknown }).code === 'ERR_BUFFER_TOO_LARGE';
     throw formatError(path, tooLong ? `it decompresses to more than the ${total} bytes its header promises` : `it cannot be decompressed as ${method} (${(error as Error).message})`);
+  }
+}
+
+/** Structure bytes checked before a compressed file is inflated whole (loadSync). */
+const EARLY_SCAN_BYTES = 1 << 20;
+
+/**
+ * The structure's first bytes, checked as load() checks the stream: a file
+ * whose structure is garbage is refused before loadSync inflates all of it.
+ */
+function scanEarly(bytes: Buffer, method: CompressMethod, header: Header, path: string): void {
+  const end = Math.min(header.structureOffset + header.structureLength, header.structureOffset + EARLY_SCAN_BYTES);
+  let prefix: Buffer;
+  try {
+    prefix = decompressPrefix(bytes, method, end);
+  } catch {
+    return; // the whole inflate reports it
+  }
+  if (prefix.length <= header.structureOffset) return;
+  try {
+    new MsgpackScanner(header.structureLength).feed(prefix.subarray(header.structureOffset));
+  } catch (error) {
+    throw asFormatError(error, path);
+  }
+}
+
+/** What turns a compressed dump back into a plain one, for messages. */
+const DECOMPRESS_COMMAND: Record<CompressMethod, string> = { gzip: 'gunzip', zlib: 'pigz -dz', brotli: 'brotli -d' };
+
+/**
+ * A compressed dump's header, checked against what its compressed size can
+ * hold before anything past the header is inflated (load, loadSync and
+ * inspect alike): deflate cannot expand data more than 1032 times, so a
+ * header promising more is lying; brotli has no such bound.
+ */
+export function decodeCompressedHeader(head: Buffer, compressedBytes: number, method: CompressMethod, path: string): Header {
+  const header = decodeHeader(head, Infinity, path);
+  const total = header.dataOffset + header.dataLength;
+  if (method !== 'brotli' && total > compressedBytes * 1032) {
+    throw formatError(path, `it is truncated: its header promises ${total} bytes, more than ${compressedBytes} bytes of ${method} can expand to`);
+  }
+  return header;
+}
+
+/**
+ * Every array of a compressed dump must fit one ArrayBuffer, since none can
+ * be mapped: checked once the structure is read, before any array is
+ * inflated. A plain dump's larger arrays load with mmapMode instead.
+ */
+export function refuseUnviewable(parsed: Parsed, path: string, method: CompressMethod, where: string): void {
+  for (const d of parsed.descriptors) {
+    if (d.byteLength <= maxViewBytes) continue;
+    throw new MemjobError(
+      ErrorCodes.VIEW_TOO_LARGE,
+      `${where}: '${path}' holds a ${d.kind} of ${d.byteLength} bytes, more than one ArrayBuffer can hold in this Node, and a ${method}-compressed dump cannot be memory-mapped; ` +
+        `decompress it to a plain dump first (${DECOMPRESS_COMMAND[method]}) and load that with { mmapMode: 'r' }`,
+      { path },
+    );
   }
 }
 
@@ -134,7 +197,11 @@ export function notADump(path: string, method: CompressMethod, cause?: unknown):
  * checked (load and inspect). The reader is left at the end of the
  * structure; call close() when done, whatever happens.
  */
-export async function openCompressedDump(path: string, method: CompressMethod): Promise<{ reader: StreamReader; parsed: Parsed; close: () => Promise<void> }> {
+export async function openCompressedDump(
+  path: string,
+  fileBytes: number,
+  method: CompressMethod,
+): Promise<{ reader: StreamReader; parsed: Parsed; close: () => Promise<void> }> {
   const input = createReadStream(path);
   const output = input.pipe(decompressor(method));
   input.on('error', (error) => output.destroy(error));
@@ -153,10 +220,19 @@ export async function openCompressedDump(path: string, method: CompressMethod): 
     }
     if (!hasMagic(head)) throw notADump(path, method);
     if (!complete) throw formatError(path, 'its decompressed content is shorter than the header');
-    const header = decodeHeader(head, Infinity, path);
+    const header = decodeCompressedHeader(head, fileBytes, method, path);
     await skipTo(reader, header.structureOffset, path);
-    const structure = await readPiecesOrFail(reader, header.structureLength, path);
-    return { reader, parsed: parseStructure(header, Buffer.concat(structure), path), close };
+    // Checked as it is inflated: a file is refused at its first bad byte, not after gigabytes.
+    const scanner = new MsgpackScanner(header.structureLength);
+    let structure: Buffer[];
+    try {
+      structure = await readPiecesOrFail(reader, header.structureLength, path, (piece) => scanner.feed(piece));
+      scanner.finish();
+    } catch (error) {
+      if (error instanceof StructureError) throw formatError(path, error.message);
+      throw error;
+    }
+    return { reader, parsed: parseStructure(header, Buffer.concat(structure), path, true), close };
   } catch (error) {
     await close();
     throw undecompressable(error, path, method);
@@ -177,8 +253,8 @@ export async function skipTo(reader: StreamReader, position: number, path: strin
   if (!(await reader.skip(position - reader.position))) throw truncated(path, reader.position);
 }
 
-export async function readPiecesOrFail(reader: StreamReader, length: number, path: string): Promise<Buffer[]> {
-  const pieces = await reader.readPieces(length);
+export async function readPiecesOrFail(reader: StreamReader, length: number, path: string, onPiece?: (piece: Buffer) => void): Promise<Buffer[]> {
+  const pieces = await reader.readPieces(length, onPiece);
   if (pieces === null) throw truncated(path, reader.position);
   return pieces;
 }

@@ -13,7 +13,8 @@ import { maxViewBytes } from '../native.js';
 import { createTempBeside, type TempFile, type TempFileOptions } from './atomic-file.js';
 import { packr } from './codec.js';
 import { compressSync, compressor, parseCompress, type CompressOption, type Compression } from './compression.js';
-import { ALIGNMENT, FORMAT_MAJOR, FORMAT_MINOR, HEADER_BYTES, alignUp, encodeHeader } from './header.js';
+import { ALIGNMENT, FORMAT_MAJOR, FORMAT_MINOR, HEADER_BYTES, MAX_STRUCTURE_BYTES, alignUp, encodeHeader } from './header.js';
+import { checkPlainMsgpack } from './msgpack-scan.js';
 import { encodeValue, type SegmentSource } from './structure.js';
 
 export interface DumpOptions {
@@ -36,6 +37,19 @@ function* fileChunks(value: unknown): Generator<Uint8Array, void, undefined> {
     dataLength += length;
   }
   const structure = packr.pack([offsets.map((offset, i) => [offset, byteLengths[i]]), tree]);
+  // load would refuse a structure over its limits: say so now, not when the file is read back.
+  if (structure.length > MAX_STRUCTURE_BYTES) {
+    throw new MemjobError(
+      ErrorCodes.UNSUPPORTED_VALUE,
+      `dump: cannot store value: its non-array part packs into ${structure.length} bytes, more than the ${MAX_STRUCTURE_BYTES} a dump's structure may hold; put large data in typed arrays or NDArrays`,
+    );
+  }
+  try {
+    checkPlainMsgpack(structure);
+  } catch (error) {
+    const problem = error instanceof Error ? error.message.replace(/^its structure cannot be decoded: /, '') : String(error);
+    throw new MemjobError(ErrorCodes.UNSUPPORTED_VALUE, `dump: cannot store value: load would refuse its structure: ${problem}`);
+  }
   const dataOffset = alignUp(HEADER_BYTES + structure.length, ALIGNMENT);
   yield encodeHeader({
     major: FORMAT_MAJOR,

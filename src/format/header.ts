@@ -14,6 +14,13 @@ export const FORMAT_MAJOR = 1;
 export const FORMAT_MINOR = 0;
 /** Raw array bytes start at multiples of this, so any dtype can be viewed in place (and AVX-512 loads are aligned). */
 export const ALIGNMENT = 64;
+/**
+ * The largest structure memjob writes or reads. The structure is decoded
+ * whole into JS values (several times its size in heap), so a larger one
+ * cannot be loaded anyway; checking the header's claim first means a small
+ * compressed file cannot make a reader inflate gigabytes before refusing.
+ */
+export const MAX_STRUCTURE_BYTES = 2 ** 30;
 
 export interface Header {
   major: number;
@@ -86,6 +93,9 @@ export function decodeHeader(bytes: Buffer, fileBytes: number, path: string): He
     throw formatError(path, `alignment ${alignment} is not a power of two between 8 and 1 MiB`);
   }
   if (headerLength !== HEADER_BYTES) throw formatError(path, `header length ${headerLength} is not ${HEADER_BYTES}`);
+  if (header.structureLength > MAX_STRUCTURE_BYTES) {
+    throw formatError(path, `its header says the structure is ${header.structureLength} bytes, more than the ${MAX_STRUCTURE_BYTES} memjob reads`);
+  }
   if (header.structureOffset < HEADER_BYTES || header.structureOffset + header.structureLength > header.dataOffset) {
     throw formatError(
       path,

@@ -6,18 +6,20 @@
  * file inspect accepts is one load accepts, and a corrupt one gets the same
  * MEMJOB_ERR_FORMAT. For a compressed dump only the decompressed prefix up
  * to the end of the structure is streamed; array data is never decompressed
- * (unless `checkData` asks to count it) and never allocated.
+ * (unless `checkData` asks to count it) and never allocated. The report is
+ * bounded whatever the file holds (maxEntries, maxDepth, maxRows,
+ * maxArrays, and short keys and paths: inspect-tree.ts).
  */
 import { closeSync, constants as fsConstants } from 'node:fs';
 import { resolve } from 'node:path';
-import { ErrorCodes, MemjobError, systemError } from '../errors.js';
+import { ErrorCodes, MemjobError, clip, systemError } from '../errors.js';
 import { openRegularFile } from '../system/regular-file.js';
 import { dtypeInfo, type DType } from '../memmap/dtype.js';
 import type { Order } from '../memmap/layout.js';
 import { detectMethod, type CompressMethod } from './compression.js';
 import { openCompressedDump, readExactlySync, readHeadSync, readLayoutSync, skipTo, type Parsed } from './dump-reader.js';
 import { hasMagic } from './header.js';
-import { ArrayRef, describeValue, type ArrayNode, type Limits, type ValueNode } from './inspect-tree.js';
+import { ArrayRef, describeValue, pathText, type ArrayAt, type ArrayNode, type Limits, type ValueNode } from './inspect-tree.js';
 import { PREFIX_MAX_BYTES, decodeHeader as decodeNpyHeader, parseHeader as parseNpyHeader, parsePrefix, type NpyContext } from './npy-header.js';
 import { StructureError, decodeValue, type ArrayKind } from './structure.js';
 
@@ -31,6 +33,10 @@ export interface InspectOptions {
   maxEntries?: number;
   /** Container levels shown in the tree (default 16); arrays deeper down are still listed. */
   maxDepth?: number;
+  /** Nodes in the whole tree (default 1000): a file cannot make the report huge. */
+  maxRows?: number;
+  /** Arrays listed (default 1000; arrays the tree shows are listed too); the rest are only counted. */
+  maxArrays?: number;
   /**
    * For a compressed dump: decompress (and discard) the data region too, to
    * check the stream holds all the bytes its header promises. Plain dumps and
@@ -76,8 +82,10 @@ export interface NpyFormat {
 export interface ArrayReport {
   /** Where the array is inside the value: `value`, `value.x`, `value.items[3]`, `value.get("k")`. */
   path: string;
-  /** Other places the same array appears (dumped once, loaded as one object). */
+  /** Other places the same array appears (dumped once, loaded as one object): the first ALSO_AT_LISTED. */
   alsoAt: string[];
+  /** Other places not listed in alsoAt. */
+  alsoAtMore: number;
   /** What load gives back: Float64Array, NDArray, Memmap, ... */
   kind: ArrayKind | 'NDArray';
   dtype: DType;
@@ -97,16 +105,22 @@ export interface ArrayReport {
 export interface FileReport {
   path: string;
   format: DumpFormat | NpyFormat;
-  /** The value's structure, truncated by maxEntries and maxDepth. */
+  /** The value's structure, truncated by maxEntries, maxDepth and maxRows. */
   tree: ValueNode;
-  /** Every array in the file, in the order the tree walk meets them (never truncated). */
+  /** Arrays in the order the tree walk meets them: the first maxArrays, and any the tree shows. */
   arrays: ArrayReport[];
+  /** Every array in the file (distinct segments), listed or not, and their bytes in all. */
+  arrayCount: number;
+  arrayBytes: number;
 }
+
+/** Paths listed per array in alsoAt; the rest are counted. */
+const ALSO_AT_LISTED = 10;
 
 /** Describes a memjob dump (plain or compressed) or a .npy file. Errors are MemjobErrors (MEMJOB_ERR_FORMAT for a corrupt file). */
 export async function inspectFile(filename: string, options: InspectOptions = {}): Promise<FileReport> {
   const path = resolve(filename);
-  const limits = { maxEntries: options.maxEntries ?? 20, maxDepth: options.maxDepth ?? 16 };
+  const limits = { maxEntries: options.maxEntries ?? 20, maxDepth: options.maxDepth ?? 16, maxRows: options.maxRows ?? 1000, maxArrays: options.maxArrays ?? 1000 };
   const { fd, size } = openRegularFile(path, fsConstants.O_RDONLY, WHERE);
   let compressed: CompressMethod;
   try {
@@ -146,11 +160,13 @@ function asMemjobError(error: unknown, path: string): MemjobError {
   }
   if (error instanceof StructureError) return dumpError(path, error.message);
   if ((error as { errno?: unknown }).errno !== undefined) return systemError(WHERE, error, path);
-  return dumpError(path, `its structure is malformed (${error instanceof Error ? error.message : 'unknown error'})`);
+  return dumpError(path, `its structure is malformed (${error instanceof Error ? clip(error.message) : 'unknown error'})`);
 }
 
-async function describeCompressed(path: string, size: number, method: CompressMethod, limits: Limits, checkData: boolean): Promise<FileReport> {
-  const { reader, parsed, close } = await openCompressedDump(path, method);
+type ReportLimits = Limits & { maxArrays: number };
+
+async function describeCompressed(path: string, size: number, method: CompressMethod, limits: ReportLimits, checkData: boolean): Promise<FileReport> {
+  const { reader, parsed, close } = await openCompressedDump(path, size, method);
   try {
     if (checkData) {
       // The stream only goes forward: count the rest without keeping it.
@@ -169,7 +185,7 @@ function report(
   path: string,
   parsed: Parsed,
   file: { compression: CompressMethod | null; fileBytes: number; dataChecked: boolean },
-  limits: Limits,
+  limits: ReportLimits,
 ): FileReport {
   const { header, segments } = parsed;
   // The same rebuild load does, tags, keys and nesting checked, with each array replaced by a reference.
@@ -189,18 +205,28 @@ function report(
     dataChecked: file.dataChecked,
   };
   const arrays: ArrayReport[] = [];
+  // Segment -> index in arrays, or -1 for an array met but not listed.
   const bySegment = new Map<number, number>();
-  const arrayAt = (ref: ArrayRef, at: string): number => {
+  let arrayBytes = 0;
+  const arrayAt: ArrayAt = (ref, at, shown) => {
     const d = ref.descriptor;
     const known = bySegment.get(d.segment);
-    if (known !== undefined) {
-      arrays[known]!.alsoAt.push(at);
+    if (known !== undefined && known >= 0) {
+      const listed = arrays[known]!;
+      if (listed.alsoAt.length < ALSO_AT_LISTED) listed.alsoAt.push(pathText(at));
+      else listed.alsoAtMore++;
       return known;
+    }
+    if (known === undefined) arrayBytes += d.byteLength;
+    if (!shown && arrays.length >= limits.maxArrays) {
+      bySegment.set(d.segment, -1);
+      return -1;
     }
     const { itemsize } = dtypeInfo(d.dtype);
     arrays.push({
-      path: at,
+      path: pathText(at),
       alsoAt: [],
+      alsoAtMore: 0,
       kind: d.kind,
       dtype: d.dtype,
       shape: d.shape,
@@ -215,7 +241,7 @@ function report(
     return arrays.length - 1;
   };
   const tree = describeValue(value, 'value', arrayAt, limits);
-  return { path, format, tree, arrays };
+  return { path, format, tree, arrays, arrayCount: bySegment.size, arrayBytes };
 }
 
 // ---- .npy ----
@@ -241,6 +267,7 @@ function describeNpy(fd: number, size: number, head: Buffer, path: string): File
   const array: ArrayReport = {
     path: 'value',
     alsoAt: [],
+    alsoAtMore: 0,
     kind: 'NDArray',
     dtype: header.dtype,
     descr: header.descr,
@@ -252,5 +279,5 @@ function describeNpy(fd: number, size: number, head: Buffer, path: string): File
     bytes: header.dataBytes,
   };
   const tree: ArrayNode = { type: 'array-data', path: 'value', array: 0, kind: 'NDArray', dtype: header.dtype, shape: header.shape, order };
-  return { path, format, tree, arrays: [array] };
+  return { path, format, tree, arrays: [array], arrayCount: 1, arrayBytes: array.bytes };
 }

@@ -26,6 +26,7 @@ import {
   readHeadSync,
   readLayoutSync,
   readPiecesOrFail,
+  refuseUnviewable,
   skipTo,
   truncated,
   undecompressable,
@@ -278,7 +279,7 @@ export async function load(filename: string | URL, options: LoadOptions = {}): P
     const head = readHeadSync(fd, size, path);
     if (!hasMagic(head)) {
       if (mmapMode !== null) warnCompressedMmap(path);
-      return await loadCompressedStream(path, detectMethod(head));
+      return await loadCompressedStream(path, size, detectMethod(head));
     }
     const parsed = readLayoutSync(fd, size, head, path);
     if (mmapMode !== null) return build(parsed, readArrays(parsed, mapped(fd, path, parsed, mmapMode)), path);
@@ -290,9 +291,10 @@ export async function load(filename: string | URL, options: LoadOptions = {}): P
   }
 }
 
-async function loadCompressedStream(path: string, method: CompressMethod): Promise<unknown> {
-  const { reader, parsed, close } = await openCompressedDump(path, method);
+async function loadCompressedStream(path: string, size: number, method: CompressMethod): Promise<unknown> {
+  const { reader, parsed, close } = await openCompressedDump(path, size, method);
   try {
+    refuseUnviewable(parsed, path, method, 'load');
     return build(parsed, await readArrays(parsed, streamed(reader, path)), path);
   } catch (error) {
     throw undecompressable(error, path, method);

@@ -28,14 +28,16 @@ export class StreamReader {
 
   /**
    * Reads `length` bytes into pieces as they arrive, so memory follows what
-   * the stream really holds rather than what a header claims.
+   * the stream really holds rather than what a header claims. `onPiece`
+   * sees each piece as it arrives, and may throw to stop reading.
    */
-  async readPieces(length: number): Promise<Buffer[] | null> {
+  async readPieces(length: number, onPiece?: (piece: Buffer) => void): Promise<Buffer[] | null> {
     const pieces: Buffer[] = [];
     let remaining = length;
     while (remaining > 0) {
       if (this.#pending.length === 0 && !(await this.#pull())) return null;
       const piece = this.#pending.subarray(0, Math.min(this.#pending.length, remaining));
+      onPiece?.(piece);
       pieces.push(piece);
       this.#pending = this.#pending.subarray(piece.length);
       remaining -= piece.length;
