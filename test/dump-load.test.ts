@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Memmap, NDArray, dump, dumpSync, hasShareableMemory, load, loadSync, memmap, ndarray } from '../src/index.js';
+import { ErrorCodes, Memmap, NDArray, dump, dumpSync, hasShareableMemory, load, loadSync, memmap, ndarray } from '../src/index.js';
 import { failure, runTsChild, scratchDir } from './helpers.js';
 
 const scratch = scratchDir('dump');
@@ -297,6 +297,22 @@ describe('compression', () => {
       expect(loaded).toEqual(value);
       expect(hasShareableMemory(loaded.x)).toBe(false);
       expect(warnings.map((w) => (w as Error & { code?: string }).code)).toEqual(['MEMJOB_COMPRESSED_MMAP']);
+    } finally {
+      process.off('warning', onWarning);
+    }
+  });
+
+  it('mmapMode on a file that is not a dump at all is MEMJOB_ERR_FORMAT, without a warning that it is compressed', async () => {
+    const file = scratch.file('not-a-dump.txt');
+    writeFileSync(file, 'cpu  10 20 30 40 50\n'.repeat(20));
+    const warnings: Error[] = [];
+    const onWarning = (warning: Error) => warnings.push(warning);
+    process.on('warning', onWarning);
+    try {
+      await expect(load(file, { mmapMode: 'r' })).rejects.toMatchObject({ code: ErrorCodes.FORMAT });
+      expect(() => loadSync(file, { mmapMode: 'r' })).toThrow(expect.objectContaining({ code: ErrorCodes.FORMAT }));
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(warnings).toEqual([]);
     } finally {
       process.off('warning', onWarning);
     }

@@ -232,8 +232,10 @@ export function loadSync(filename: string | URL, options: LoadOptions = {}): unk
   try {
     const head = readHeadSync(fd, size, path);
     if (!hasMagic(head)) {
+      const value = loadFromBytes(decompressOrFail(readFileSync(fd), detectMethod(head), path), path);
+      // Only now: a file that is not a dump at all (it has no magic, and no compression decodes it) gets its error, not this warning.
       if (mmapMode !== null) warnCompressedMmap(path);
-      return loadFromBytes(decompressOrFail(readFileSync(fd), detectMethod(head), path), path);
+      return value;
     }
     const parsed = readLayoutSync(fd, size, head, path);
     const source = mmapMode !== null ? mapped(fd, path, parsed, mmapMode) : copied(path, (target, offset) => readExactlySync(fd, target, offset, path));
@@ -278,8 +280,9 @@ export async function load(filename: string | URL, options: LoadOptions = {}): P
   try {
     const head = readHeadSync(fd, size, path);
     if (!hasMagic(head)) {
-      if (mmapMode !== null) warnCompressedMmap(path);
-      return await loadCompressedStream(path, size, detectMethod(head));
+      const value = await loadCompressedStream(path, size, detectMethod(head));
+      if (mmapMode !== null) warnCompressedMmap(path); // after it proved to be a compressed dump
+      return value;
     }
     const parsed = readLayoutSync(fd, size, head, path);
     if (mmapMode !== null) return build(parsed, readArrays(parsed, mapped(fd, path, parsed, mmapMode)), path);
