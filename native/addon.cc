@@ -1,7 +1,8 @@
-// The Node-API half of the addon: argument unpacking, the lifetime of
-// Regions, and errors carrying errno and syscall. Option parsing, defaults and
-// messages for users live in TypeScript (src/native.ts); the checks here are
-// cheap re-checks that keep a bad call from touching memory it should not.
+// The Node-API half of the addon: argument unpacking, the exported calls, and
+// errors carrying errno and syscall (the lifetime of Regions is in
+// regions.cc). Option parsing, defaults and messages for users live in
+// TypeScript (src/native.ts); the checks here are cheap re-checks that keep a
+// bad call from touching memory it should not.
 #include <napi.h>
 
 #include <atomic>
@@ -12,8 +13,10 @@
 #include <sys/mman.h>
 
 #include "mapping.h"
+#include "regions.h"
 
 namespace memjob {
+
 namespace {
 
 // Marks the External handles this addon creates, so that a foreign External
@@ -43,13 +46,6 @@ uint64_t ByteCount(const Napi::CallbackInfo& info, size_t index, const char* nam
   return static_cast<uint64_t>(number);
 }
 
-// Drops one reference; the last one releases the address range.
-void Release(Region* region) {
-  if (--region->refs > 0) return;
-  UnmapRegion(region);  // no-op when close() already unmapped it
-  delete region;
-}
-
 Region* RegionArg(const Napi::CallbackInfo& info) {
   const Napi::Value value = info[0];
   bool tagged = false;
@@ -70,32 +66,6 @@ void CheckRange(const Napi::CallbackInfo& info, const Region* region, uint64_t o
     throw Napi::RangeError::New(info.Env(), "range is outside the mapping");
 }
 
-void DeleteViewRefs(napi_env env, Region* region, bool detach) {
-  for (napi_ref ref : region->views) {
-    napi_value view = nullptr;
-    if (detach && napi_get_reference_value(env, ref, &view) == napi_ok && view != nullptr)
-      napi_detach_arraybuffer(env, view);
-    napi_delete_reference(env, ref);
-  }
-  region->views.clear();
-}
-
-// Forgets views that the garbage collector already took, so that a long-lived
-// mapping with many short-lived views does not grow its list forever.
-void PruneDeadViews(napi_env env, Region* region) {
-  size_t live = 0;
-  for (napi_ref ref : region->views) {
-    napi_value view = nullptr;
-    napi_get_reference_value(env, ref, &view);
-    if (view == nullptr) {
-      napi_delete_reference(env, ref);
-    } else {
-      region->views[live++] = ref;
-    }
-  }
-  region->views.resize(live);
-}
-
 Napi::Value SetMaxViewLengthFn(const Napi::CallbackInfo& info) {
   max_view_length = static_cast<double>(ByteCount(info, 0, "maxViewLength"));
   return info.Env().Undefined();
@@ -113,6 +83,12 @@ Napi::Value MapFn(const Napi::CallbackInfo& info) {
   const uint64_t offset = ByteCount(info, 1, "offset");
   const uint64_t length = ByteCount(info, 2, "length");
   const bool shared = info[3].ToBoolean().Value();
+  MappedList* list = env.GetInstanceData<MappedList>();
+  if (!ReclaimBeforeMap(env, list)) {
+    Napi::Error error = Napi::Error::New(env, "too many mappings");
+    error.Set("mappingLimit", Napi::Number::New(env, static_cast<double>(MappingLimit())));
+    throw error;
+  }
 
   Region* region = new Region();
   const int err = MapFile(fd, offset, length, shared, region);
@@ -120,26 +96,21 @@ Napi::Value MapFn(const Napi::CallbackInfo& info) {
     delete region;
     throw ErrnoError(env, err, "mmap");
   }
+  Track(list, region);
   region->refs = 1;  // the handle's own reference
   auto handle = Napi::External<Region>::New(env, region, [](Napi::Env finalizeEnv, Region* r) {
     DeleteViewRefs(finalizeEnv, r, false);
+    if (r->handle_ref != nullptr) napi_delete_reference(finalizeEnv, r->handle_ref);
+    r->handle_ref = nullptr;
     Release(r);
   });
   napi_type_tag_object(env, handle, &kRegionTag);
+  // Without this weak reference a sweep could take a region whose handle is
+  // still alive, so failing to make it fails the call (the handle's
+  // finalizer then releases the region).
+  NAPI_THROW_IF_FAILED(env, napi_create_reference(env, handle, 0, &region->handle_ref), Napi::Value());
   return handle;
 }
-
-// External memory V8 subtracted for dead views and not yet given back (see
-// ViewFn). Per thread: each worker thread has its own isolate and finalizers.
-thread_local int64_t pending_external_release = 0;
-constexpr int64_t kMaxPendingRelease = int64_t{4} << 30;
-
-// What a view's finalizer needs: the region it holds, and the external
-// memory count to give back.
-struct ViewHint {
-  Region* region;
-  int64_t accounted;
-};
 
 // view(handle, byteOffset, byteLength) -> ArrayBuffer over the mapped bytes
 Napi::Value ViewFn(const Napi::CallbackInfo& info) {
@@ -153,31 +124,21 @@ Napi::Value ViewFn(const Napi::CallbackInfo& info) {
   if (length == 0) return Napi::ArrayBuffer::New(env, 0);
 
   // V8 counts an external ArrayBuffer's length as external memory, and a
-  // view of a large mapping makes it collect garbage at once ("external
-  // memory pressure"): milliseconds for every view of 1 GiB. Mapped file
-  // pages are not memory a collection could free, so each view's count is
-  // cancelled here. When a view dies, V8 subtracts its length again. Giving
-  // that back at once would itself trigger a collection (the collection
-  // that freed the view has just lowered the limit), so it is given back
-  // only once 4 GiB have piled up: one collection per 4 GiB of views
-  // dropped, and V8's count is never more than 4 GiB too low.
-  const int64_t accounted = static_cast<int64_t>(length);
+  // large count makes it collect garbage ("external memory pressure").
+  // Mapped file pages are not memory a collection could free, so the count
+  // is lowered first: when views made earlier are still counted, the new one
+  // then adds nothing V8 has not seen. Nothing is given back when the view
+  // dies or is detached: measured on Node 20.20, V8's count comes back to its
+  // level of before anyway (process.memoryUsage().external stayed at 2 MiB
+  // over 200 open/read/close cycles of 1 GiB), while giving it back as well,
+  // in a lump every 4 GiB as this code once did, jumped the count past V8's
+  // hard limit: a forced full collection after every fourth close() of a
+  // 1 GiB memmap (docs: native-notes/README.md).
   int64_t ignored;
-  napi_adjust_external_memory(env, -accounted, &ignored);
-  auto* hint = new ViewHint{region, accounted};
+  napi_adjust_external_memory(env, -static_cast<int64_t>(length), &ignored);
   Napi::ArrayBuffer view = Napi::ArrayBuffer::New(
       env, region->addr + offset, static_cast<size_t>(length),
-      [](Napi::Env finalizeEnv, void*, ViewHint* h) {
-        pending_external_release += h->accounted;
-        if (pending_external_release >= kMaxPendingRelease) {
-          int64_t unused;
-          napi_adjust_external_memory(finalizeEnv, pending_external_release, &unused);
-          pending_external_release = 0;
-        }
-        Release(h->region);
-        delete h;
-      },
-      hint);
+      [](Napi::Env, void*, Region* r) { Release(r); }, region);
   region->refs++;
 
   if (region->views.size() >= 64 && region->views.size() % 64 == 0) PruneDeadViews(env, region);
@@ -195,7 +156,7 @@ Napi::Value UnmapFn(const Napi::CallbackInfo& info) {
   Region* region = RegionArg(info);
   if (region->unmapped) return env.Undefined();
   DeleteViewRefs(env, region, true);
-  const int err = UnmapRegion(region);
+  const int err = Unmap(region);
   if (err != 0) throw ErrnoError(env, err, "munmap");
   return env.Undefined();
 }
@@ -275,6 +236,7 @@ Napi::Value FlockFn(const Napi::CallbackInfo& info) {
 }  // namespace
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  env.SetInstanceData(new MappedList());
   exports.Set("setMaxViewLength", Napi::Function::New(env, SetMaxViewLengthFn, "setMaxViewLength"));
   exports.Set("pageSize", Napi::Function::New(env, PageSizeFn, "pageSize"));
   exports.Set("map", Napi::Function::New(env, MapFn, "map"));

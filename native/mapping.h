@@ -10,11 +10,15 @@
 
 namespace memjob {
 
+struct MappedList;
+
 // One mmap(2) call's worth of address space. JavaScript sees it through an
 // External handle (one reference) and through any number of ArrayBuffer views
 // (one reference each). The address range is released when the last
 // reference goes away; close (unmap) may release it earlier, but only after
-// every live view has been detached, so no JavaScript object can reach it.
+// every live view has been detached, and so may the next map() of its env
+// once the collector has taken the handle and every view; either way no
+// JavaScript object can reach it.
 struct Region {
   uint8_t* addr = nullptr;
   size_t length = 0;
@@ -23,6 +27,13 @@ struct Region {
   // Weak references to the views made from this region, so that unmap can
   // detach them. Only touched on the thread (env) that created the region.
   std::vector<napi_ref> views;
+  // A weak reference to the handle, and the env's list of mapped regions that
+  // holds this one (null once unmapped): with the view references, they let
+  // the next map() call unmap a region whose handle and views the garbage
+  // collector has taken, before their finalizers get a turn (regions.cc).
+  napi_ref handle_ref = nullptr;
+  MappedList* list = nullptr;
+  size_t slot = 0;
 };
 
 // Returns 0 or an errno value.

@@ -56,6 +56,11 @@ export const ErrorCodes = Object.freeze({
   QUEUE_FULL: 'MEMJOB_ERR_QUEUE_FULL',
   /** put() on a closed Queue, or get() on one that is closed and drained. */
   QUEUE_CLOSED: 'MEMJOB_ERR_QUEUE_CLOSED',
+  /**
+   * The process holds as many file mappings as memjob allows (half of vm.max_map_count, 32,765 by default), counting
+   * every Memmap, mapped load and shared object not yet closed or garbage collected, in every thread.
+   */
+  MAPPING_LIMIT: 'MEMJOB_ERR_MAPPING_LIMIT',
   /** Not enough free space for the file a 'w+' memmap would create. */
   NO_SPACE: 'ENOSPC',
   /** A failure inside memjob that is neither bad input nor an OS error: a bug, please report it. */

@@ -8,7 +8,12 @@ import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { ErrorCodes, MemjobError, systemError } from './errors.js';
 
-/** An opaque handle on one mmap(2) region; released by unmap() or by the garbage collector. */
+/**
+ * An opaque handle on one mmap(2) region; released by unmap(), or once the
+ * garbage collector has taken the handle and every view: the next map() call
+ * unmaps it (so a loop that never yields to the event loop still releases it),
+ * or its finalizers do, whichever comes first.
+ */
 export type RegionHandle = { readonly __region: unique symbol };
 export type Advice = 'normal' | 'random' | 'sequential' | 'willneed' | 'dontneed';
 export type LockOperation = 'exclusive' | 'shared' | 'unlock';
@@ -65,7 +70,20 @@ function call<T>(where: string, path: string | undefined, fn: () => T): T {
 }
 
 export function mapRegion(fd: number, offset: number, length: number, shared: boolean, path: string): RegionHandle {
-  return call('memmap', path, () => addon.map(fd, offset, length, shared));
+  try {
+    return addon.map(fd, offset, length, shared);
+  } catch (error) {
+    // The addon refuses a mapping past its limit (after unmapping what the
+    // garbage collector has taken), rather than let mmap or malloc fail.
+    const limit = (error as { mappingLimit?: unknown }).mappingLimit;
+    if (typeof limit !== 'number') throw systemError('memmap', error, path);
+    throw new MemjobError(
+      ErrorCodes.MAPPING_LIMIT,
+      `memmap: expected at most ${limit} file mappings held at once by this process, received one more for '${path}'; ` +
+        'close() the Memmaps and drop the arrays of mapped loads that are no longer needed',
+      { path, cause: error },
+    );
+  }
 }
 
 export function viewRegion(handle: RegionHandle, byteOffset: number, byteLength: number, path: string): ArrayBuffer {

@@ -12,12 +12,30 @@ export { SHARED_REF, type SharedRef };
 
 type Reviver = (ref: SharedRef, file: SharedFile) => unknown;
 
-// One mapping per file per thread: many handles on one Value share it.
-const opened = new Map<string, SharedFile>();
+// One mapping per file per thread: many handles on one Value share it. The
+// cache holds the files weakly: a worker kept warm across runs receives a
+// fresh Value each run, and a strong cache kept every one mapped for the
+// worker's life (129,611 mappings, then ENOMEM). Once no handle holds a file,
+// the collector takes it, the native layer unmaps it on the next map
+// (native/addon.cc), and the registry below drops its entry. Entries are
+// never scanned with deref(): measured in a worker thread, dereferencing
+// every entry to prune the dead ones kept them all alive (3,000 of 3,000).
+interface Entry {
+  readonly file: WeakRef<SharedFile>;
+}
+const opened = new Map<string, Entry>();
+const dropEntry = new FinalizationRegistry<{ path: string; entry: Entry }>(({ path, entry }) => {
+  if (opened.get(path) === entry) opened.delete(path);
+});
 
 function openOnce(ref: SharedRef): SharedFile {
-  let file = opened.get(ref.path);
-  if (file === undefined || file.closed) opened.set(ref.path, (file = SharedFile.open(ref.path, ref.byteLength)));
+  let file = opened.get(ref.path)?.file.deref();
+  if (file === undefined || file.closed) {
+    file = SharedFile.open(ref.path, ref.byteLength);
+    const entry: Entry = { file: new WeakRef(file) };
+    opened.set(ref.path, entry);
+    dropEntry.register(file, { path: ref.path, entry });
+  }
   return file;
 }
 
