@@ -1,6 +1,6 @@
 // No temp file and no worker outlives a run, whatever way it ends: results,
 // a task error, a crash, a timeout, an abort, a consumer that stops early,
-// a parent that is SIGKILLed (its folder is reaped by the next process), a
+// a parent that is SIGKILLed (its resource tracker removes its folder), a
 // program that forgets close().
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync } from 'node:fs';
@@ -8,7 +8,6 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorCodes, Parallel, closeSharedWorkers, delayed, hasShareableMemory, type ParallelOptions } from '../src/index.js';
 import { childPids, entries, isAlive, rejection, t, waitFor, workerBackends } from './fixtures/parallel-helpers.js';
-import { age } from './fixtures/reap-helpers.js';
 import { repoRoot, runTsChild, scratchDir } from './helpers.js';
 
 let scratch: ReturnType<typeof scratchDir>;
@@ -26,7 +25,10 @@ function freshRoot(): string {
 
 const big = new Float64Array(300_000); // 2.4 MB: dumped into the run folder
 
+// memjob adds no signal listeners (signals keep their default action; the resource tracker cleans up after a
+// process killed by one), and its 'exit' listener only while a run folder lives.
 const signalListeners = () => ['SIGINT', 'SIGTERM', 'SIGHUP'].map((s) => process.listenerCount(s));
+const exitListeners = () => process.listenerCount('exit');
 
 interface End {
   options?: () => ParallelOptions;
@@ -89,10 +91,15 @@ describe.each(workerBackends)('%s: the run folder is gone however the run ends (
     it(`after ${name}`, async () => {
       const root = freshRoot();
       const listeners = signalListeners();
+      const exits = exitListeners();
       const others = childPids();
       await using p = new Parallel({ backend, nJobs: 2, tempFolder: root, ...end.options?.() } as ParallelOptions);
       let seen = false;
-      const watch = setInterval(() => (seen ||= entries(root).length === 1), 5);
+      let signalListenerAdded = false;
+      const watch = setInterval(() => {
+        seen ||= entries(root).length === 1;
+        signalListenerAdded ||= signalListeners().join() !== listeners.join();
+      }, 5);
       const outcome = await end.run(p, root).then(
         () => 'ok',
         (error: { code?: string; name?: string }) => error.code ?? error.name,
@@ -104,7 +111,9 @@ describe.each(workerBackends)('%s: the run folder is gone however the run ends (
       if (name !== 'success') expect(readdirSync(root)).toEqual([]);
       await p.close();
       expect(readdirSync(root)).toEqual([]);
-      expect(signalListeners()).toEqual(listeners); // memjob's SIGINT/SIGTERM/SIGHUP handlers left with the folder
+      expect(signalListenerAdded).toBe(false); // not even while the folder lived
+      expect(signalListeners()).toEqual(listeners);
+      expect(exitListeners()).toBe(exits); // the 'exit' listener left with the folder
       await closeSharedWorkers();
       await waitFor(() => childPids().length === others.length, 5000, 'the workers to exit');
     });
@@ -112,7 +121,7 @@ describe.each(workerBackends)('%s: the run folder is gone however the run ends (
 });
 
 describe('a parent that dies', () => {
-  it('SIGKILLed mid-run leaves its folder and its workers exit; the next memjob process reaps the folder', async () => {
+  it('SIGKILLed mid-run: its resource tracker removes its folder, and its workers exit', async () => {
     const root = freshRoot();
     const script = fileURLToPath(new URL('./fixtures/parallel-sigkill-parent.ts', import.meta.url));
     const child = spawn(process.execPath, ['--import', 'tsx', script, root, 'processes'], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'inherit'] });
@@ -131,16 +140,14 @@ describe('a parent that dies', () => {
 
     child.kill('SIGKILL');
     expect(await exited).toBe('SIGKILL');
-    expect(existsSync(folder)).toBe(true); // nobody could remove it
+    // The parent could remove nothing; its tracker saw the parent's end of their pipe close, and removes the folder.
+    await waitFor(() => !existsSync(folder), 5000, "the tracker to remove the dead parent's folder");
     // The workers see the IPC channel close and exit (they were busy with 60 s tasks).
     await waitFor(() => workers.every((w) => !isAlive(w)), 5000, 'the orphaned workers to exit');
 
-    // The next run that creates a run folder under the same root removes the dead parent's one, once it is
-    // older than the reapers' minimum age (its lock is free: the kernel dropped it with the parent).
-    age(folder);
+    // The root is usable at once by the next run, which leaves nothing either.
     await using p = new Parallel({ backend: 'threads', nJobs: 2, tempFolder: root });
     expect(await p.run([delayed(hasShareableMemory)(big)])).toEqual([true]);
-    expect(readdirSync(root).filter((name) => name.startsWith(`memjob_${pid}_`))).toEqual([]);
     await p.close(); // and its own dump cache goes with close()
     expect(readdirSync(root)).toEqual([]);
   });

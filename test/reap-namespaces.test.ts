@@ -15,7 +15,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { tryFlock } from '../src/native.js';
 import { createRunFolder } from '../src/transport/temp-folder.js';
 import { reapStaleFolders, scanRunFolders } from '../src/transport/temp-reap.js';
-import { age, pidExists, runCommand, runFolderArgs, startJsonChild } from './fixtures/reap-helpers.js';
+import { age, killTracker, pidExists, runCommand, runFolderArgs, startJsonChild } from './fixtures/reap-helpers.js';
 import { failure, scratchDir } from './helpers.js';
 
 /** /dev/shm is the root the issue is about; elsewhere the repository's tmp/. */
@@ -125,6 +125,7 @@ describe.runIf(unshareWorks)('run folders across PID namespaces', () => {
       expect(await clean(root, 'new namespace')).toEqual({ dryRun: false, roots: [root], removed: [], kept: [path] });
       expect(readdirSync(path).sort()).toEqual(['.lock', '1_data.bin']);
     } finally {
+      await killTracker(run.info); // else it removes the folder itself
       run.child.kill('SIGKILL');
       await run.done;
     }

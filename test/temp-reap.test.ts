@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createRunFolder } from '../src/transport/temp-folder.js';
 import { reapStaleFolders } from '../src/transport/temp-reap.js';
-import { age, deadPid, runFolderArgs, startJsonChild, type StartedChild } from './fixtures/reap-helpers.js';
+import { age, deadPid, killTracker, runFolderArgs, startJsonChild, type StartedChild } from './fixtures/reap-helpers.js';
+import { waitFor } from './fixtures/parallel-helpers.js';
 import { runTsChild, scratchDir } from './helpers.js';
 
 const scratch = scratchDir('temp-reap');
@@ -34,6 +35,7 @@ describe('reaping folders of processes that no longer exist', () => {
     const root = freshRoot();
     const { child, info, done } = await startChild(root, 'wait');
     expect(readdirSync(info.path).sort()).toEqual(['.lock', '1_data.bin']);
+    await killTracker(info); // else it removes the folder itself
     child.kill('SIGKILL');
     expect((await done).signal).toBe('SIGKILL');
     expect(existsSync(info.path)).toBe(true);
@@ -48,6 +50,7 @@ describe('reaping folders of processes that no longer exist', () => {
   it('is done by the next process that creates a run folder under the same root', async () => {
     const root = freshRoot();
     const killed = await startChild(root, 'wait');
+    await killTracker(killed.info);
     killed.child.kill('SIGKILL');
     await killed.done;
     expect(existsSync(killed.info.path)).toBe(true);
@@ -76,7 +79,8 @@ describe('reaping folders of processes that no longer exist', () => {
       alive.child.kill('SIGTERM');
       await alive.done;
     }
-    expect(existsSync(alive.info.path)).toBe(false);
+    // SIGTERM's default action ends it; its resource tracker then removes the folder.
+    await waitFor(() => !existsSync(alive.info.path), 5000, 'the tracker to remove the folder');
   });
 
   it('never touches other names, symlinks, files or other users’ folders', () => {

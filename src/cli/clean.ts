@@ -9,7 +9,7 @@
  * would remove with the same rules (the same scan reapStaleFolders uses).
  */
 import { reapStaleFolders, scanRunFolders } from '../transport/temp-reap.js';
-import { tempRootCandidates } from '../transport/temp-root.js';
+import { chooseTempRoot, tempRootCandidates } from '../transport/temp-root.js';
 import { print, printJson } from './output.js';
 
 export interface CleanReport {
@@ -21,9 +21,16 @@ export interface CleanReport {
   kept: string[];
 }
 
-/** The roots to clean: those memjob would consider now (the option, else MEMJOB_TEMP_FOLDER, else /dev/shm and os.tmpdir()). */
+/**
+ * The roots to clean: those memjob would consider now (the option, else
+ * MEMJOB_TEMP_FOLDER, else /dev/shm and os.tmpdir()). An explicit root that
+ * cannot be used (missing, not a folder, not writable, unsafe) is the error
+ * a run would get, so the command exits 1 instead of cleaning nothing.
+ */
 export function cleanRoots(tempFolder?: string): string[] {
-  return [...new Set(tempRootCandidates(tempFolder).map((c) => c.root))];
+  const candidates = tempRootCandidates(tempFolder);
+  if (candidates.some((c) => (c.source === 'option' || c.source === 'env') && !c.usable)) chooseTempRoot(tempFolder);
+  return [...new Set(candidates.map((c) => c.root))];
 }
 
 export function clean(options: { dryRun?: boolean; tempFolder?: string }): CleanReport {

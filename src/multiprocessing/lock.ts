@@ -4,7 +4,12 @@
  * mapped file across processes). acquire() blocks synchronously like
  * Python's, spinning briefly and then sleeping in growing steps, so it can
  * sit inside a tight loop; acquireAsync() waits without blocking the event
- * loop.
+ * loop. A blocked acquire() runs no JavaScript, so a program's own signal
+ * listeners wait for it; memjob installs none, so SIGINT and SIGTERM keep
+ * their default action and end a process stuck in acquire() at once (its
+ * temp files are removed by the resource tracker, transport/temp-tracker.ts).
+ * A cell holding anything but 0 or 1 is corrupt: every acquire and release
+ * checks, and fails with MEMJOB_ERR_FORMAT rather than wait forever.
  */
 import { setTimeout as sleepAsync } from 'node:timers/promises';
 import { ErrorCodes, MemjobError, invalidArg } from '../errors.js';
@@ -52,22 +57,34 @@ export class Lock {
     return Atomics.load(this.#cell, this.#index) === LOCKED;
   }
 
-  #tryAcquire(): boolean {
-    return Atomics.compareExchange(this.#cell, this.#index, UNLOCKED, LOCKED) === UNLOCKED;
+  /** true if taken; false if held by someone; a cell holding anything else is corrupt, and waiting on it would never end. */
+  #tryAcquire(where: string): boolean {
+    const old = Atomics.compareExchange(this.#cell, this.#index, UNLOCKED, LOCKED);
+    if (old === UNLOCKED) return true;
+    if (old !== LOCKED) throw this.#corrupt(where, old);
+    return false;
+  }
+
+  #corrupt(where: string, value: number): MemjobError {
+    return new MemjobError(
+      ErrorCodes.FORMAT,
+      `${where}: expected the lock's shared cell to hold 0 (free) or 1 (held), received ${value}: the file '${this.#file.path}' was overwritten by something other than a Lock`,
+      { path: this.#file.path },
+    );
   }
 
   /** Takes the lock, waiting (synchronously) until it is free; false if `blocking: false` or `timeout` ran out. */
   acquire(options: AcquireOptions = {}): boolean {
     this.#file.check('Lock.acquire');
     const { blocking, deadline } = parseAcquire(options, 'Lock.acquire');
-    if (this.#tryAcquire()) return true;
+    if (this.#tryAcquire('Lock.acquire')) return true;
     if (!blocking) return false;
     for (let round = 0; ; round++) {
       if (round < SPINS) {
-        if (Atomics.load(this.#cell, this.#index) === UNLOCKED && this.#tryAcquire()) return true;
+        if (Atomics.load(this.#cell, this.#index) === UNLOCKED && this.#tryAcquire('Lock.acquire')) return true;
         continue;
       }
-      if (this.#tryAcquire()) return true;
+      if (this.#tryAcquire('Lock.acquire')) return true;
       const now = performance.now();
       if (now >= deadline) return false;
       // Sleep 0.02 ms, growing to 1 ms: short waits stay short, long ones stop burning a core.
@@ -79,10 +96,10 @@ export class Lock {
   async acquireAsync(options: AcquireOptions = {}): Promise<boolean> {
     this.#file.check('Lock.acquireAsync');
     const { blocking, deadline } = parseAcquire(options, 'Lock.acquireAsync');
-    if (this.#tryAcquire()) return true;
+    if (this.#tryAcquire('Lock.acquireAsync')) return true;
     if (!blocking) return false;
     for (let round = 0; ; round++) {
-      if (this.#tryAcquire()) return true;
+      if (this.#tryAcquire('Lock.acquireAsync')) return true;
       if (performance.now() >= deadline) return false;
       await sleepAsync(Math.min(10, round));
     }
@@ -91,9 +108,9 @@ export class Lock {
   /** Frees the lock. Like Python's, any party may release it; releasing a free lock is an error. */
   release(): void {
     this.#file.check('Lock.release');
-    if (Atomics.compareExchange(this.#cell, this.#index, LOCKED, UNLOCKED) !== LOCKED) {
-      throw new MemjobError(ErrorCodes.INVALID_ARG, 'Lock.release: the lock is not held (release() without acquire())');
-    }
+    const old = Atomics.compareExchange(this.#cell, this.#index, LOCKED, UNLOCKED);
+    if (old === UNLOCKED) throw new MemjobError(ErrorCodes.INVALID_ARG, 'Lock.release: the lock is not held (release() without acquire())');
+    if (old !== LOCKED) throw this.#corrupt('Lock.release', old);
   }
 
   /** Runs `fn` holding the lock and releases it afterwards, also when `fn` throws or its Promise rejects. */

@@ -5,18 +5,20 @@
  * O_NOFOLLOW, mode 0600. While the folder lives, its creator holds an
  * exclusive flock on `<folder>/.lock` (an fd kept open until remove()), which
  * is how every other process, in any PID namespace, knows it is alive. Live
- * folders are removed on process 'exit' and on SIGINT, SIGTERM and SIGHUP;
- * dead ones are reaped first (temp-reap.ts).
+ * folders are removed on process 'exit' (the fast path) and, when the process
+ * dies any other way (a signal, SIGKILL, the OOM killer), by the resource
+ * tracker (temp-tracker.ts); memjob installs no signal listeners, so signals
+ * keep their default action. Dead folders are reaped first (temp-reap.ts).
  * Where the root is: temp-root.ts.
  */
 import { randomBytes } from 'node:crypto';
 import { chmodSync, closeSync, constants as fsConstants, lstatSync, mkdirSync, openSync, rmSync } from 'node:fs';
-import { constants as osConstants } from 'node:os';
 import { join, resolve } from 'node:path';
 import { isMainThread } from 'node:worker_threads';
 import { ErrorCodes, MemjobError, invalidArg, systemError } from '../errors.js';
 import { tryFlock } from '../native.js';
 import { LOCK_FILE, reapStaleFolders } from './temp-reap.js';
+import { trackFolder, untrackFolder } from './temp-tracker.js';
 
 // process.ts imports the root choice from here, beside the run folder it makes there.
 export { chooseTempRoot } from './temp-root.js';
@@ -39,8 +41,7 @@ export function createExclusive(path: string): number {
 
 /** Run folders this process created and has not removed yet. */
 const live = new Set<RunFolder>();
-const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
-let handlersInstalled = false;
+let exitListenerInstalled = false;
 
 export class RunFolder {
   /** `<root>/memjob_<pid>_<random hex>` */
@@ -57,7 +58,13 @@ export class RunFolder {
     this.path = makeFolder(this.root);
     this.#lockFd = holdLock(this.path);
     live.add(this);
-    installHandlers();
+    installExitListener();
+    try {
+      const stats = lstatSync(this.path, { bigint: true });
+      trackFolder(this.path, stats.dev, stats.ino);
+    } catch {
+      // Not tracked: the 'exit' listener and the reapers still remove it.
+    }
   }
 
   /** true after remove() */
@@ -89,13 +96,14 @@ export class RunFolder {
     } catch {
       // Nothing useful to do: a folder that cannot be removed now is reaped by a later process.
     }
+    untrackFolder(this.path);
     // Only now, with the folder gone, is the lock dropped: a reaper never sees a half-removed live folder as dead.
     try {
       closeSync(this.#lockFd);
     } catch {
       // Already closed by someone who closed fds they did not open: the lock is gone either way.
     }
-    if (live.size === 0) uninstallHandlers();
+    if (live.size === 0) uninstallExitListener();
   }
 }
 
@@ -152,9 +160,9 @@ function holdLock(folder: string): number {
 
 /**
  * Creates a run folder under `root` (after reaping dead folders there) and
- * registers it for cleanup on process exit, SIGINT, SIGTERM and SIGHUP (in the
- * main thread only: signal handlers are process-wide, so a run folder made in
- * a worker thread is its owner's to remove).
+ * registers it for cleanup on process 'exit' and with the resource tracker
+ * (in the main thread only: a run folder made in a worker thread is its
+ * owner's to remove, and reaped otherwise).
  */
 export function createRunFolder(root: string): RunFolder {
   if (typeof root !== 'string' || root === '') throw invalidArg('createRunFolder', 'root', 'a non-empty path string', root);
@@ -162,46 +170,19 @@ export function createRunFolder(root: string): RunFolder {
   return new RunFolder(root);
 }
 
-function removeAllLive(): void {
+/** The synchronous fast path: a process that exits normally removes its folders itself; the tracker finds nothing left. */
+function onExit(): void {
   for (const folder of [...live]) folder.remove();
 }
 
-function onExit(): void {
-  removeAllLive();
-}
-
-/**
- * Adding a signal listener turns off Node's default action (terminate), so:
- * when memjob's listener is the only one, remove the folders, take the
- * listeners away (Node then restores the default action) and send the signal
- * again, so the process dies of it exactly as it would have without memjob.
- * When the program has listeners of its own, it decides: memjob does nothing
- * here (the folders stay for a run that may still be finishing) and removes
- * them on 'exit' or when the run ends.
- */
-function onSignal(signal: NodeJS.Signals): void {
-  if (process.listenerCount(signal) > 1) return;
-  removeAllLive(); // uninstalls the handlers once the last folder is gone
-  uninstallHandlers();
-  if (process.listenerCount(signal) > 0) return; // someone added one meanwhile: theirs to decide
-  try {
-    process.kill(process.pid, signal);
-  } catch {
-    // A platform that cannot send this signal to itself: exit with the status a shell reports for it.
-    process.exit(128 + (osConstants.signals[signal] ?? 0));
-  }
-}
-
-function installHandlers(): void {
-  if (handlersInstalled || !isMainThread) return;
-  handlersInstalled = true;
+function installExitListener(): void {
+  if (exitListenerInstalled || !isMainThread) return;
+  exitListenerInstalled = true;
   process.on('exit', onExit);
-  for (const signal of SIGNALS) process.on(signal, onSignal);
 }
 
-function uninstallHandlers(): void {
-  if (!handlersInstalled) return;
-  handlersInstalled = false;
+function uninstallExitListener(): void {
+  if (!exitListenerInstalled) return;
+  exitListenerInstalled = false;
   process.removeListener('exit', onExit);
-  for (const signal of SIGNALS) process.removeListener(signal, onSignal);
 }

@@ -3,9 +3,10 @@
  * option, then the environment variable MEMJOB_TEMP_FOLDER, then /dev/shm
  * when it exists, is writable and has room (at least 2 GiB free, and the
  * bytes the run needs), then os.tmpdir(). An explicit root (option or env)
- * that cannot be used is an error, never silently skipped.
+ * that cannot be used is an error, never silently skipped. A root other
+ * users can write to is unusable unless it has the sticky bit (unsafeBecause).
  */
-import { accessSync, constants as fsConstants, statSync, statfsSync } from 'node:fs';
+import { accessSync, constants as fsConstants, statSync, statfsSync, type Stats } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { resolve } from 'node:path';
 import { ErrorCodes, MemjobError, invalidArg, systemError } from '../errors.js';
@@ -122,6 +123,27 @@ function label(source: TempRootSource, root: string): string {
   }
 }
 
+const STICKY = 0o1000;
+
+/**
+ * Why a root is unsafe, or undefined. Anyone who can write to the root can
+ * rename a live run folder away and put a symlink in its place, and every
+ * later file of the run would go where they chose; the sticky bit (as on
+ * /tmp and /dev/shm) forbids renaming what one does not own. So, like
+ * systemd's refusal of "unsafe path transitions", a root without the sticky
+ * bit must be writable by nobody but this user: no group or world write bit,
+ * and owned by this user or root.
+ */
+function unsafeBecause(stats: Stats): string | undefined {
+  const uid = typeof process.getuid === 'function' ? process.getuid() : undefined;
+  if (uid === undefined || (stats.mode & STICKY) !== 0) return undefined;
+  const mode = `mode ${(stats.mode & 0o7777).toString(8).padStart(4, '0')}`;
+  if ((stats.mode & 0o002) !== 0) return `${mode}: any user can write to it, and it has no sticky bit`;
+  if ((stats.mode & 0o020) !== 0) return `${mode}: its group can write to it, and it has no sticky bit`;
+  if (stats.uid !== uid && stats.uid !== 0) return `${mode}, owned by uid ${stats.uid}: another user owns it`;
+  return undefined;
+}
+
 function inspectRoot(source: TempRootSource, root: string, needed: number): Inspected {
   const name = label(source, root);
   const unusable = (reason: string, error: MemjobError, freeBytes = -1): Inspected => ({
@@ -132,8 +154,10 @@ function inspectRoot(source: TempRootSource, root: string, needed: number): Insp
     freeBytes,
     error,
   });
+  let stats: Stats;
   try {
-    if (!statSync(root).isDirectory()) {
+    stats = statSync(root);
+    if (!stats.isDirectory()) {
       const error = new MemjobError('ENOTDIR', `${WHERE}: expected ${name} to be a folder, received something that is not one (ENOTDIR)`, {
         syscall: 'stat',
         path: root,
@@ -143,6 +167,15 @@ function inspectRoot(source: TempRootSource, root: string, needed: number): Insp
   } catch (error) {
     const wrapped = systemError(WHERE, error, root);
     return unusable(wrapped.code === 'ENOENT' ? 'does not exist' : `cannot be examined (${wrapped.code})`, wrapped);
+  }
+  const unsafe = unsafeBecause(stats);
+  if (unsafe !== undefined) {
+    const error = new MemjobError(
+      ErrorCodes.INVALID_ARG,
+      `${WHERE}: expected ${name} to be a folder other users cannot write to, or one with the sticky bit (as /tmp), received ${unsafe}`,
+      { path: root },
+    );
+    return unusable(`is not safe (${unsafe})`, error);
   }
   try {
     accessSync(root, fsConstants.W_OK | fsConstants.X_OK);
