@@ -140,14 +140,12 @@ void Collect(napi_env env) {
 // mapping limit. False when the limit is reached even so (the caller throws).
 bool ReclaimBeforeMap(napi_env env, MappedList* list) {
   if (++list->maps_since_sweep >= std::max(kSweepEvery, list->regions.size() / 8)) Sweep(env, list);
-  auto crowded = [list] {
-    return list->regions.size() >= std::max(kCollectFloor, list->collect_above) ||
-           list->bytes >= std::max(kCollectBytesFloor, list->collect_bytes_above);
-  };
-  // A sweep is cheap and often enough (the collector already took the dead views, as after an
-  // idle moment or gc()): a full collection only when it leaves the list crowded.
-  if (crowded() || mapped_regions >= MappingLimit()) Sweep(env, list);
-  if (crowded() || mapped_regions >= MappingLimit()) {
+  auto many = [list] { return list->regions.size() >= std::max(kCollectFloor, list->collect_above); };
+  auto large = [list] { return list->bytes >= std::max(kCollectBytesFloor, list->collect_bytes_above); };
+  // Few but large regions (a big file mapped, dropped, mapped again): the collector has often taken
+  // the dropped views already (after an idle moment, or gc()), and a sweep is enough.
+  if (large() && !many()) Sweep(env, list);
+  if (many() || large() || mapped_regions >= MappingLimit()) {
     Collect(env);
     Sweep(env, list);
     list->collect_above = 2 * list->regions.size();
