@@ -6,6 +6,13 @@
  */
 const MIN_IDEAL_BATCH_MS = 200;
 const MAX_IDEAL_BATCH_MS = 2000;
+/**
+ * The most calls in one auto batch. Tasks that take microseconds would
+ * otherwise double the size on every batch without end over an endless input
+ * (joblib's own sizes stop growing only when a batch reaches 0.2 s), and the
+ * parent would spend its time pulling calls instead of reading results.
+ */
+export const MAX_AUTO_BATCH = 10_000;
 
 export class AutoBatcher {
   #size = 1;
@@ -24,7 +31,7 @@ export class AutoBatcher {
     if (duration <= 0) return;
     if (duration < MIN_IDEAL_BATCH_MS) {
       const ideal = Math.trunc((size * MIN_IDEAL_BATCH_MS) / duration) * 2;
-      this.#size = Math.max(1, Math.min(2 * size, ideal));
+      this.#size = Math.max(1, Math.min(2 * size, ideal, MAX_AUTO_BATCH));
       if (this.#size !== size) this.#smoothedMs = 0; // a new size starts a new estimate
     } else if (duration > MAX_IDEAL_BATCH_MS && size > 1) {
       this.#size = Math.max(1, Math.floor(size / 2));

@@ -15,6 +15,8 @@ import { createProgress, type ProgressReporter } from './progress.js';
 import { abortError, attributeToTask, describeExit, taskTimeoutError, timeoutError, unsendable } from './run-errors.js';
 
 let runCounter = 0;
+/** Calls pulled from the input between two turns of the event loop. */
+const PULLS_PER_TURN = 1024;
 
 export type TaskSource = Iterable<unknown> | AsyncIterable<unknown>;
 
@@ -195,6 +197,9 @@ export class Run implements DispatchOwner<RunBatch> {
     const calls: DelayedCall[] = [];
     const indices: number[] = [];
     while (calls.length < size) {
+      // A synchronous input resolves every pull at once: without a turn of the event loop now and then,
+      // results, timeouts and aborts would wait until the whole batch is pulled.
+      if (calls.length > 0 && calls.length % PULLS_PER_TURN === 0) await new Promise((resolve) => setImmediate(resolve));
       const call = await this.#nextCall();
       if (call === undefined || this.#finished) break;
       calls.push(call);
