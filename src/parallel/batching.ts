@@ -12,7 +12,7 @@ const MAX_IDEAL_BATCH_MS = 2000;
  * (joblib's own sizes stop growing only when a batch reaches 0.2 s), and the
  * parent would spend its time pulling calls instead of reading results.
  */
-export const MAX_AUTO_BATCH = 10_000;
+export const MAX_AUTO_BATCH = 100_000;
 
 export class AutoBatcher {
   #size = 1;

@@ -16,7 +16,7 @@ import { abortError, attributeToTask, describeExit, taskTimeoutError, timeoutErr
 
 let runCounter = 0;
 /** Calls pulled from the input between two turns of the event loop. */
-const PULLS_PER_TURN = 1024;
+const PULLS_PER_TURN = 4096;
 
 export type TaskSource = Iterable<unknown> | AsyncIterable<unknown>;
 

@@ -10,7 +10,7 @@
 import { rebuildError } from '../../transport/error-transport.js';
 import type { FunctionSpec } from '../../transport/functions.js';
 import { referenceToken } from '../../transport/walker.js';
-import type { ToParent, ToWorker } from '../protocol.js';
+import { isPlainValue, type ToParent, type ToWorker } from '../protocol.js';
 import { spawnWorker, type BackendKind, type SpawnOptions, type WorkerHandle } from '../worker-handle.js';
 import type { Backend, BackendListener, OutgoingBatch, Slot, Transport, TransportOptions } from './backend.js';
 import { WorkerTransport, type WorkerBatch } from './worker-transport.js';
@@ -195,8 +195,13 @@ export abstract class WorkerBackend implements Backend {
         const transport = slot.transports.get(message.batchId);
         slot.transports.delete(message.batchId);
         if (transport === undefined) return;
-        const results: unknown[] = [];
         let failure = message.error === undefined ? undefined : { index: message.error.index, error: transport.decodeError(message.error.error) };
+        if (message.results.every(isPlainValue)) {
+          // The common case of tiny tasks: numbers, strings... need no decoding and no copy.
+          this.listener?.onBatchDone(slot, { batchId: message.batchId, results: message.results, ...(failure === undefined ? {} : { failure }) });
+          return;
+        }
+        const results: unknown[] = [];
         for (const value of message.results) {
           try {
             results.push(transport.decodeResult(value));
