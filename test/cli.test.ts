@@ -3,7 +3,7 @@
  * exit codes. Most runs use src/cli/main.ts under tsx (always the current
  * code); one checks the built bin, dist/cli/main.js, the way npm runs it.
  */
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cpuCount, dumpSync, memmap, ndarray } from '../src/index.js';
 import { createRunFolder } from '../src/transport/temp-folder.js';
 import { age } from './fixtures/reap-helpers.js';
-import { repoRoot, scratchDir } from './helpers.js';
+import { repoRoot, runCommand, scratchDir } from './helpers.js';
 
 const scratch = scratchDir('cli');
 afterAll(() => scratch.remove());
@@ -28,15 +28,7 @@ interface Run {
 /** Runs the CLI from src/ under tsx (or the built one), with extra environment variables. */
 function memjob(args: string[], env: Record<string, string> = {}, entry: 'source' | 'built' = 'source'): Promise<Run> {
   const argv = entry === 'source' ? ['--import', 'tsx', sourceEntry, ...args] : [builtEntry, ...args];
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, argv, { cwd: repoRoot, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+  return runCommand(process.execPath, argv, env);
 }
 
 async function inspectJson(file: string, extra: string[] = []): Promise<Report> {

@@ -1,4 +1,4 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import {
   closeSync,
   existsSync,
@@ -22,7 +22,7 @@ import { MemjobError } from '../src/errors.js';
 import { createExclusive, createRunFolder } from '../src/transport/temp-folder.js';
 import { SHM_MIN_FREE_BYTES, TEMP_FOLDER_ENV, chooseTempRoot, tempRootCandidates } from '../src/transport/temp-root.js';
 import { waitFor } from './fixtures/parallel-helpers.js';
-import { repoRoot, scratchDir, type ChildResult } from './helpers.js';
+import { rootMaker, scratchDir, startJsonChild, type JsonChild } from './helpers.js';
 
 const scratch = scratchDir('temp-folder');
 /** pids whose memjob_<pid>_* folders must not be left in /dev/shm or os.tmpdir(). */
@@ -42,14 +42,8 @@ afterAll(() => {
   }
 });
 
-let counter = 0;
 /** A fresh folder to use as a temp root. */
-function freshRoot(): string {
-  counter += 1;
-  const dir = scratch.file(`root-${counter}`);
-  mkdirSync(dir);
-  return dir;
-}
+const freshRoot = rootMaker(scratch);
 
 function codeOf(fn: () => unknown): string | undefined {
   try {
@@ -68,40 +62,15 @@ function freeBytes(path: string): number {
 
 const childScript = fileURLToPath(new URL('./fixtures/run-folder-child.ts', import.meta.url));
 
-interface Started {
-  child: ChildProcess;
-  info: { path: string; pid: number; listeners: Record<string, number>; tracker: number | null };
-  done: Promise<ChildResult>;
-}
+type Started = JsonChild<{ path: string; pid: number; listeners: Record<string, number>; tracker: number | null }>;
 
 /** Starts the run-folder child and resolves once it has printed its first JSON line. */
 function startChild(root: string, mode: string): Promise<Started> {
-  const child = spawn(process.execPath, ['--import', 'tsx', childScript, root, mode], {
-    cwd: repoRoot,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  if (child.pid !== undefined) pids.add(child.pid);
-  // A check that fails before the test ends its child must not leave it running.
-  onTestFinished(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  });
-  let stdout = '';
-  let stderr = '';
-  const done = new Promise<ChildResult>((resolveDone, reject) => {
-    child.on('error', reject);
-    child.on('close', (code, signal) => resolveDone({ code, signal, stdout, stderr }));
-  });
-  return new Promise((resolveStart, reject) => {
-    child.stdout!.on('data', (d: Buffer) => {
-      const before = stdout;
-      stdout += d.toString();
-      if (!before.includes('\n') && stdout.includes('\n')) {
-        resolveStart({ child, info: JSON.parse(stdout.slice(0, stdout.indexOf('\n'))), done });
-      }
-    });
-    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-    void done.then((result) => {
-      if (!result.stdout.includes('\n')) reject(new Error(`the child ended before printing: ${JSON.stringify(result)}`));
+  return startJsonChild(process.execPath, ['--import', 'tsx', childScript, root, mode], (child) => {
+    if (child.pid !== undefined) pids.add(child.pid);
+    // A check that fails before the test ends its child must not leave it running.
+    onTestFinished(() => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     });
   });
 }

@@ -5,25 +5,19 @@
  * users' folders stay. Across PID namespaces: reap-namespaces.test.ts.
  */
 import { chownSync, existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createRunFolder } from '../src/transport/temp-folder.js';
 import { reapStaleFolders } from '../src/transport/temp-reap.js';
 import { age, deadPid, killTracker, runFolderArgs, startJsonChild, type StartedChild } from './fixtures/reap-helpers.js';
 import { waitFor } from './fixtures/parallel-helpers.js';
-import { runTsChild, scratchDir } from './helpers.js';
+import { rootMaker, runTsChild, scratchDir } from './helpers.js';
 
 const scratch = scratchDir('temp-reap');
 afterAll(() => scratch.remove());
 
-let counter = 0;
 /** A fresh folder to use as a temp root. */
-function freshRoot(): string {
-  counter += 1;
-  const dir = scratch.file(`root-${counter}`);
-  mkdirSync(dir);
-  return dir;
-}
+const freshRoot = rootMaker(scratch);
 
 /** The run-folder child: creates a folder under `root` and behaves as `mode` says (fixtures/run-folder-child.ts). */
 function startChild(root: string, mode: string): Promise<StartedChild> {
@@ -86,7 +80,7 @@ describe('reaping folders of processes that no longer exist', () => {
   it('never touches other names, symlinks, files or other users’ folders', () => {
     const root = freshRoot();
     const dead = deadPid();
-    const outside = scratch.file(`outside-${counter}`);
+    const outside = scratch.file(`outside-${basename(root)}`);
     mkdirSync(outside);
     writeFileSync(join(outside, 'sentinel'), 'keep');
     const kept = [

@@ -2,14 +2,13 @@
 // bit (another user could rename a live run folder and plant a symlink in its
 // place); /dev/shm and /tmp (sticky) still serve. `memjob clean` exits 1 on a
 // --temp-folder it cannot use, as docs/cli.md says.
-import { spawn } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { ErrorCodes, Parallel, delayed, hasShareableMemory } from '../src/index.js';
 import { TEMP_FOLDER_ENV, chooseTempRoot, tempRootCandidates } from '../src/transport/temp-root.js';
 import { rejection } from './fixtures/parallel-helpers.js';
-import { failure, repoRoot, scratchDir } from './helpers.js';
+import { failure, repoRoot, runCommand, scratchDir } from './helpers.js';
 
 const scratch = scratchDir('temp-root-safety');
 afterAll(() => scratch.remove());
@@ -87,19 +86,7 @@ describe('the sticky shared roots', () => {
 });
 
 function memjob(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', join(repoRoot, 'src', 'cli', 'main.ts'), ...args], {
-      cwd: repoRoot,
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+  return runCommand(process.execPath, ['--import', 'tsx', join(repoRoot, 'src', 'cli', 'main.ts'), ...args], env);
 }
 
 describe('memjob clean on a root it cannot use', () => {
