@@ -84,6 +84,29 @@ function expectBounded(cost: Cost): void {
   expect(cost.ms).toBeLessThan(HANG_BOUND_MS);
 }
 
+type Reader = 'load' | 'loadSync' | 'inspect';
+
+/** Each reader in `readers` refuses `file` with `code`, within the bounds, and its result passes `check`. */
+async function expectRefused(file: string, code: string, check: (result: ApiResult) => void, readers: readonly Reader[] = ['load', 'loadSync', 'inspect']): Promise<void> {
+  for (const op of readers) {
+    const result = await api(op, file);
+    expect(result.code, result.message).toBe(code);
+    check(result);
+    expectBounded(result);
+  }
+}
+
+/** Writes `bytes` as a plain dump and as a gzip one: every reader refuses both with `code`. */
+async function expectRefusedPlainAndGzip(name: string, bytes: Buffer, code: string, check: (result: ApiResult) => void): Promise<void> {
+  for (const [file, content] of [
+    [`${name}.mjdump`, bytes],
+    [`${name}.mjdump.gz`, zlib.gzipSync(bytes)],
+  ] as const) {
+    writeFileSync(scratch.file(file), content);
+    await expectRefused(scratch.file(file), code, check);
+  }
+}
+
 /** A value nested `depth` objects deep, each under one key of `keyLength` characters, holding `bottom`. */
 function deepValue(depth: number, keyLength: number, bottom: unknown): unknown {
   let value = bottom;
@@ -204,12 +227,9 @@ describe('compressed dumps: declared sizes are checked before inflating', () => 
     const structureLength = 3 * 2 ** 30;
     const file = scratch.file('structure-3gib.mjdump.gz');
     writeFileSync(file, Buffer.concat([zlib.gzipSync(rawDump(Buffer.alloc(0), 0, structureLength)), ...gzipZeros(structureLength)]));
-    for (const op of ['load', 'loadSync', 'inspect'] as const) {
-      const result = await api(op, file);
-      expect(result.code, result.message).toBe('MEMJOB_ERR_FORMAT');
-      expect(result.message).toContain(`the structure is ${structureLength} bytes, more than the 1073741824 memjob reads`);
-      expectBounded(result);
-    }
+    await expectRefused(file, 'MEMJOB_ERR_FORMAT', (result) =>
+      expect(result.message).toContain(`the structure is ${structureLength} bytes, more than the 1073741824 memjob reads`),
+    );
     const cli = await memjob(['inspect', file]);
     expect(cli.code).toBe(1);
     expect(cli.stderr).toContain('MEMJOB_ERR_FORMAT');
@@ -221,12 +241,9 @@ describe('compressed dumps: declared sizes are checked before inflating', () => 
     const file = scratch.file('structure-zeros.mjdump.gz');
     // The header in a first member, the structure's 960 MiB of zeros in the next ones.
     writeFileSync(file, Buffer.concat([zlib.gzipSync(rawDump(Buffer.alloc(0), 0, structureLength)), ...gzipZeros(structureLength), zlib.gzipSync(Buffer.alloc(64))]));
-    for (const op of ['load', 'loadSync', 'inspect'] as const) {
-      const result = await api(op, file);
-      expect(result.code, result.message).toBe('MEMJOB_ERR_FORMAT');
-      expect(result.message).toMatch(/its structure cannot be decoded: \d+ bytes follow the value's end at byte 1/);
-      expectBounded(result);
-    }
+    await expectRefused(file, 'MEMJOB_ERR_FORMAT', (result) =>
+      expect(result.message).toMatch(/its structure cannot be decoded: \d+ bytes follow the value's end at byte 1/),
+    );
   });
 
   it('a list of more values than a structure may hold is refused, not decoded (plain and gzip)', async () => {
@@ -235,19 +252,7 @@ describe('compressed dumps: declared sizes are checked before inflating', () => 
     list.set([0x92, 0x90, 0xdd], 0);
     list.writeUInt32BE(count, 3);
     const plain = Buffer.concat([rawDump(list.subarray(0, 8), 0, list.length), list.subarray(8), Buffer.alloc(alignUp(HEADER_BYTES + list.length, ALIGNMENT) - HEADER_BYTES - list.length)]);
-    for (const [name, bytes] of [
-      ['values.mjdump', plain],
-      ['values.mjdump.gz', zlib.gzipSync(plain)],
-    ] as const) {
-      const file = scratch.file(name);
-      writeFileSync(file, bytes);
-      for (const op of ['load', 'loadSync', 'inspect'] as const) {
-        const result = await api(op, file);
-        expect(result.code, result.message).toBe('MEMJOB_ERR_FORMAT');
-        expect(result.message).toContain(`it holds more than ${2 ** 26} values`);
-        expectBounded(result);
-      }
-    }
+    await expectRefusedPlainAndGzip('values', plain, 'MEMJOB_ERR_FORMAT', (result) => expect(result.message).toContain(`it holds more than ${2 ** 26} values`));
   });
 
   it('a gzip holding a Memmap too large for one view is refused before inflating, with advice for a compressed file', async () => {
@@ -256,13 +261,15 @@ describe('compressed dumps: declared sizes are checked before inflating', () => 
     const file = scratch.file('huge-memmap.mjdump.gz');
     const head = rawDump(structure, bytes);
     writeFileSync(file, Buffer.concat([zlib.gzipSync(head), ...gzipZeros(bytes)]));
-    for (const op of ['load', 'loadSync'] as const) {
-      const result = await api(op, file);
-      expect(result.code, result.message).toBe('MEMJOB_ERR_VIEW_TOO_LARGE');
-      expect(result.message).toContain('decompress it to a plain dump');
-      expect(result.message).toContain('gunzip');
-      expectBounded(result);
-    }
+    await expectRefused(
+      file,
+      'MEMJOB_ERR_VIEW_TOO_LARGE',
+      (result) => {
+        expect(result.message).toContain('decompress it to a plain dump');
+        expect(result.message).toContain('gunzip');
+      },
+      ['load', 'loadSync'],
+    );
     // inspect describes it: nothing is inflated past the structure.
     const shown = await api('inspect', file);
     expect(shown.code).toBe('ok');
@@ -277,20 +284,10 @@ describe('msgpack extensions never run on a file', () => {
     const payload = Buffer.alloc(8 * MIB, 0x7f);
     const ext = Buffer.concat([Buffer.from([0xc9]), Buffer.from([0, 0, 0, 0]), Buffer.from([0x42]), payload]);
     ext.writeUInt32BE(payload.length, 1);
-    for (const [name, bytes] of [
-      ['bigint.mjdump', withTree(ext)],
-      ['bigint.mjdump.gz', zlib.gzipSync(withTree(ext))],
-    ] as const) {
-      const file = scratch.file(name);
-      writeFileSync(file, bytes);
-      for (const op of ['load', 'loadSync', 'inspect'] as const) {
-        const result = await api(op, file);
-        expect(result.code, result.message).toBe('MEMJOB_ERR_FORMAT');
-        expect(result.message).toMatch(/unexpected msgpack extension \(format byte 0xc9\) at byte 2 in the structure/);
-        expect(result.messageLength).toBeLessThan(500);
-        expectBounded(result);
-      }
-    }
+    await expectRefusedPlainAndGzip('bigint', withTree(ext), 'MEMJOB_ERR_FORMAT', (result) => {
+      expect(result.message).toMatch(/unexpected msgpack extension \(format byte 0xc9\) at byte 2 in the structure/);
+      expect(result.messageLength).toBeLessThan(500);
+    });
   });
 
   it('an extension another module registered with addExtension is never called', async () => {
