@@ -61,6 +61,14 @@ export const ErrorCodes = Object.freeze({
    * every Memmap, mapped load and shared object not yet closed or garbage collected, in every thread.
    */
   MAPPING_LIMIT: 'MEMJOB_ERR_MAPPING_LIMIT',
+  /** The bullmq backend cannot reach its Redis broker (at start or mid-run, within brokerTimeout), or no `memjob worker` serves its queue. */
+  BACKEND_UNAVAILABLE: 'MEMJOB_ERR_BACKEND_UNAVAILABLE',
+  /** A job or result not signed with the shared secret (MEMJOB_SECRET): a worker refused to run it, or the parent refused its result. */
+  UNAUTHORIZED: 'MEMJOB_ERR_UNAUTHORIZED',
+  /** A task's module does not exist on the worker machine that was to run it (the message names the host and the path). */
+  TASK_NOT_FOUND: 'MEMJOB_ERR_TASK_NOT_FOUND',
+  /** A job from a memjob of another wire format version: update the parent and the workers to the same memjob. */
+  VERSION_MISMATCH: 'MEMJOB_ERR_VERSION_MISMATCH',
   /** Not enough free space for the file a 'w+' memmap would create. */
   NO_SPACE: 'ENOSPC',
   /** A failure inside memjob that is neither bad input nor an OS error: a bug, please report it. */

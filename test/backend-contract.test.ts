@@ -264,6 +264,7 @@ describe.each(cases)('Backend contract: $kind', ({ kind, make }) => {
         onSlotExit: () => undefined,
         onInitError: () => undefined,
         onMainReentry: () => undefined,
+      onBackendFailed: () => undefined,
       };
       await own.stopBusy();
       expect(own.hasRoom()).toBe(true); // the slot is free for the next run at once

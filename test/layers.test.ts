@@ -17,8 +17,12 @@ const memjobRules: LayerRules = {
     { name: 'memmap', files: ['src/memmap/**'] },
     { name: 'format', files: ['src/format/**'] },
     { name: 'transport', files: ['src/transport/**'] },
+    // Talking to a Redis broker: connections, signed messages, blobs (the bullmq backend and `memjob worker` build on it).
+    { name: 'remote', files: ['src/remote/**'] },
     { name: 'parallel', files: ['src/parallel/**'] },
     { name: 'multiprocessing', files: ['src/multiprocessing/**'] },
+    // `memjob worker` and `memjob cluster`: a local pool serving a broker's queue.
+    { name: 'cluster', files: ['src/cluster/**'] },
     { name: 'cli', files: ['src/cli/**'] },
     // The public API, the part of it a worker hands to shipped functions by name, and the program that runs inside a worker.
     { name: 'entry', files: ['src/index.ts', 'src/worker-exports.ts', 'src/worker-entry.ts'], top: true },

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * The `memjob` command: inspect, info, clean (docs/cli.md).
+ * The `memjob` command: inspect, info, clean (docs/cli.md); worker and cluster status (docs/distributed.md).
  * Exit codes: 0 ok; 1 a MemjobError (the message and its code on stderr, no
  * stack); 2 a usage error (unknown command or option, missing argument).
  * Each command's module is imported when it runs, so `--help` and `info`
@@ -63,6 +63,37 @@ export function buildProgram(): Command {
     .action(async (options: { dryRun?: boolean; json?: boolean; tempFolder?: string }) => {
       const { runClean } = await import('./clean.js');
       runClean(options);
+    });
+
+  program
+    .command('worker')
+    .description('serve a Redis queue: run the batches of Parallel({ backend: \'bullmq\' }) runs on a local pool (docs/distributed.md)')
+    .requiredOption('--broker <url>', "the Redis broker, a redis:// or rediss:// URL (user:password@ for AUTH/ACL)")
+    .option('--queue <name>', 'the queue to serve', 'memjob')
+    .option('--jobs <n>', 'local workers: batches run at once', positiveInteger, 1)
+    .option('--backend <kind>', 'threads or processes', 'processes')
+    .option('--secret-file <file>', 'read the shared secret from this file (default: the MEMJOB_SECRET environment variable)')
+    .option('--insecure', 'run jobs without a secret (only on a network where nobody else can write to the broker)')
+    .option('--temp-folder <dir>', 'where downloaded arrays are kept (default as for Parallel: MEMJOB_TEMP_FOLDER, /dev/shm, the OS temp folder)')
+    .option('--project <dir>', 'the project task modules are resolved in (default: the folder of the nearest package.json)')
+    .option('--broker-timeout <ms>', 'how long to wait for the broker at start', positiveInteger, 5000)
+    .action(async (options: { broker: string; queue?: string; jobs: number; backend: string; secretFile?: string; insecure?: boolean; tempFolder?: string; project?: string; brokerTimeout: number }) => {
+      const { runWorker } = await import('./cluster.js');
+      await runWorker(options);
+    });
+
+  program
+    .command('cluster')
+    .description('look at a Redis cluster of memjob workers')
+    .command('status')
+    .description('list the connected workers (host, pid, jobs, busy, blobs downloaded, jobs rejected) and the queue\'s job counts')
+    .requiredOption('--broker <url>', 'the Redis broker URL')
+    .option('--queue <name>', 'the queue', 'memjob')
+    .option('--json', 'print the report as JSON')
+    .option('--broker-timeout <ms>', 'how long to wait for the broker', positiveInteger, 5000)
+    .action(async (options: { broker: string; queue?: string; json?: boolean; brokerTimeout: number }) => {
+      const { runClusterStatus } = await import('./cluster.js');
+      await runClusterStatus(options);
     });
 
   return program;

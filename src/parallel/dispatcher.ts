@@ -193,6 +193,10 @@ export class Dispatcher<B extends DispatchBatch> implements BackendListener {
     this.owner.setupFailed(error);
   }
 
+  onBackendFailed(error: Promise<Error>): void {
+    this.owner.setupFailed(error);
+  }
+
   #clearTimer(slot: Slot): void {
     clearTimeout(this.#timers.get(slot));
     this.#timers.delete(slot);

@@ -8,6 +8,8 @@ import type { LoadMmapMode } from '../format/load.js';
 import { cpuCount, parseNJobs } from '../system/cpu-count.js';
 import { parseMaxNbytes, parseTempFolder } from '../transport/options.js';
 import type { BackendName } from './backends/backend.js';
+import type { BullmqSettings } from './backends/bullmq-backend.js';
+import { parseRemoteOptions, type RemoteOptions } from './remote-options.js';
 import { isDelayedCall, type DelayedCall } from './delayed.js';
 import { nestedBackend } from './nesting.js';
 import type { ProgressCallback } from './progress.js';
@@ -16,10 +18,10 @@ export type ReturnAs = 'array' | 'generator' | 'unordered';
 /** Where a Parallel's tasks run (src/parallel/backends/). */
 export type Backend = BackendName;
 
-export interface ParallelOptions<RA extends ReturnAs = ReturnAs> {
+export interface ParallelOptions<RA extends ReturnAs = ReturnAs> extends RemoteOptions {
   /** Workers: n, or negative counting from cpuCount() (-1 all cores, -2 all but one). Default 1 (in-process), as in joblib. */
   nJobs?: number;
-  /** Default 'threads'. nJobs 1 always runs sequentially in-process. */
+  /** Default 'threads'. nJobs 1 always runs sequentially in-process (but on 'bullmq'). 'bullmq': `memjob worker`s on other machines (docs/distributed.md). */
   backend?: Backend;
   /** Tasks per batch, or 'auto' (joblib's adaptive batching; default). */
   batchSize?: 'auto' | number;
@@ -69,6 +71,8 @@ export interface ResolvedOptions {
   returnAs: ReturnAs;
   initializer: DelayedCall | undefined;
   resourceLimits: ResourceLimits | undefined;
+  /** backend 'bullmq': the broker, queue and secret; undefined for the local backends. */
+  remote: BullmqSettings | undefined;
 }
 
 const where = 'Parallel';
@@ -100,8 +104,9 @@ function oneOf<T extends string>(value: unknown, allowed: readonly T[], name: st
 export function resolveOptions(options: ParallelOptions): ResolvedOptions {
   if (typeof options !== 'object' || options === null) throw invalidArg(where, 'options', 'an object', options);
   const nJobs = parseNJobs(options.nJobs, where, 1);
-  let backend = oneOf(options.backend, ['threads', 'processes', 'sequential'] as const, 'backend', 'threads');
-  if (nJobs === 1) backend = 'sequential';
+  let backend = oneOf(options.backend, ['threads', 'processes', 'sequential', 'bullmq'] as const, 'backend', 'threads');
+  // On a cluster, one batch at a time still runs elsewhere: only the local backends become sequential.
+  if (nJobs === 1 && backend !== 'bullmq') backend = 'sequential';
   backend = nestedBackend(backend, where); // inside a worker, as joblib nests
   const batchSize = options.batchSize ?? 'auto';
   if (batchSize !== 'auto' && !(Number.isInteger(batchSize) && batchSize > 0)) {
@@ -140,6 +145,7 @@ export function resolveOptions(options: ParallelOptions): ResolvedOptions {
     returnAs: oneOf(options.returnAs, ['array', 'generator', 'unordered'] as const, 'returnAs', 'array'),
     initializer,
     resourceLimits: options.resourceLimits,
+    remote: parseRemoteOptions(where, backend, options),
   };
 }
 

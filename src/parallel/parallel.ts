@@ -30,6 +30,8 @@ export class Parallel<RA extends ReturnAs = 'array'> {
   /** Its workers, from the first run until close(): taken from the shared executor, or its own with reuse: false. */
   #workers: WorkerBackend | undefined;
   #workerOptions: WorkerOptions | undefined;
+  /** backend 'bullmq': its broker connection, until close(). */
+  #remote: Backend | undefined;
   /** How calls cross to workers; holds the dump cache, kept until close(). */
   #transport: Transport | undefined;
   /** A run is starting or in progress: one at a time. */
@@ -81,7 +83,7 @@ export class Parallel<RA extends ReturnAs = 'array'> {
       await workers.settled(); // workers a failed run stopped are gone before close() returns
       giveBack(this.#workerOptions!, workers);
     }
-    await Promise.all([this.options.reuse ? undefined : workers?.close(), this.#sequential?.close()]);
+    await Promise.all([this.options.reuse ? undefined : workers?.close(), this.#sequential?.close(), this.#remote?.close()]);
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -95,7 +97,7 @@ export class Parallel<RA extends ReturnAs = 'array'> {
     }
     this.#busy = true; // before the first await, so a second run() in the same tick is refused
     try {
-      const backend = this.#takeBackend();
+      const backend = this.options.backend === 'bullmq' ? await this.#remoteBackend() : this.#takeBackend();
       const { maxNbytes, mmapMode, tempFolder } = this.options;
       this.#transport ??= backend.transport({ maxNbytes, mmapMode, tempFolder, cacheDumps: true });
       const knownTotal = Array.isArray(tasks) ? tasks.length : undefined;
@@ -118,10 +120,23 @@ export class Parallel<RA extends ReturnAs = 'array'> {
     if (this.#closed) throw new MemjobError(ErrorCodes.BUSY, 'Parallel.run: this Parallel was closed; create a new one');
   }
 
+  /** backend 'bullmq': loaded on first use (bullmq and ioredis take 0.4 s to import; the local backends never need them). */
+  async #remoteBackend(): Promise<Backend> {
+    if (this.#remote === undefined) {
+      if (this.options.initializer !== undefined) {
+        throw new MemjobError(ErrorCodes.INVALID_ARG, "Parallel: expected no initializer with backend 'bullmq' (the workers are shared by every run on the queue), received one");
+      }
+      const { BullmqBackend } = await import('./backends/bullmq-backend.js');
+      this.#remote = new BullmqBackend(this.options.nJobs, this.options.remote!);
+    }
+    return this.#remote;
+  }
+
   /** The backend for the next run. The initializer is checked on first use, before any worker starts. */
   #takeBackend(): Backend {
     const { backend, nJobs, initializer: init, resourceLimits, reuse } = this.options;
     if (backend === 'sequential') return (this.#sequential ??= new SequentialBackend(init));
+    if (backend === 'bullmq') throw new MemjobError(ErrorCodes.INTERNAL, 'Parallel: the bullmq backend is made by #remoteBackend()');
     this.#workerOptions ??= {
       backend,
       nJobs,

@@ -10,7 +10,7 @@ import type { SerializedError } from '../../transport/error-transport.js';
 import type { LoadMmapMode } from '../../format/load.js';
 import type { ExitInfo } from '../worker-handle.js';
 
-export type BackendName = 'sequential' | 'threads' | 'processes';
+export type BackendName = 'sequential' | 'threads' | 'processes' | 'bullmq';
 
 /** One call as the scheduler holds it: the user's function and arguments. */
 export interface TaskCall {
@@ -50,6 +50,8 @@ export interface BackendListener {
   onInitError(slot: Slot, error: Promise<Error>): void;
   /** The slot's task module started workers while being imported (MEMJOB_ERR_MAIN_REENTRY). */
   onMainReentry(slot: Slot, error: Promise<Error>): void;
+  /** The backend as a whole cannot go on (a broker that is unreachable or lost its jobs): the run fails with `error`. */
+  onBackendFailed(error: Promise<Error>): void;
 }
 
 export interface TransportOptions {
