@@ -114,7 +114,7 @@ describe('the import graph checker, on a made-up src/', () => {
     expect(tooLong(graph, memjobRules)).toEqual(['src/memmap/m.ts has 401 lines (at most 400)']);
     expect(upward(graph, memjobRules)).toEqual([
       "src/errors.ts:1 imports './memmap/m.js': errors/system (layer 0) may not import memmap (layer 2, src/memmap/m.ts)",
-      "src/format/f.ts:1 imports '../parallel/p.js': format (layer 3) may not import parallel (layer 5, src/parallel/p.ts)",
+      "src/format/f.ts:1 imports '../parallel/p.js': format (layer 3) may not import parallel (layer 6, src/parallel/p.ts)",
       "src/transport/t.ts:1 imports '../index.js': entry (src/index.ts) is an entry program; transport may not import it",
     ]);
     expect(cycles(graph)).toEqual([

@@ -417,13 +417,39 @@ describe('saving a Memmap', () => {
     const path = scratch.file('big.npy');
     await saveNpy(path, big);
     big.close();
-    expect(statSync(path).size).toBe(128 + n * 8);
+    const stat = statSync(path);
+    expect(stat.size).toBe(128 + n * 8);
+    // Only the three 64 MiB chunks holding marks are written; the zero chunks are holes.
+    expect(stat.blocks * 512).toBeLessThan(256 * 2 ** 20);
     const loaded = mapped(loadNpySync(path, { mmapMode: 'r' }));
     expect(loaded.shape).toEqual([n]);
     for (const i of marks) expect(loaded.get(i)).toBe(i + 0.25);
     expect(loaded.get(12345)).toBe(0);
     loaded.close();
     expect(failure(() => loadNpySync(path)).code).toBe('MEMJOB_ERR_VIEW_TOO_LARGE'); // too big for memory: map it
+  });
+
+  it('saveNpySync leaves zero chunks as holes, leading and trailing, and they read back as zeros', () => {
+    const n = 3 * 2 ** 23; // three 64 MiB chunks of float64; only the middle one holds data
+    const sparse = memmap(scratch.file('sparse.bin'), { mode: 'w+', dtype: 'float64', shape: [n] });
+    const marks = [2 ** 23, 2 ** 24 - 1];
+    for (const i of marks) sparse.set(i, -i);
+    const path = scratch.file('sparse.npy');
+    saveNpySync(path, sparse);
+    sparse.close();
+    const stat = statSync(path);
+    expect(stat.size).toBe(128 + n * 8);
+    expect(stat.blocks * 512).toBeLessThan(96 * 2 ** 20);
+    const loaded = mapped(loadNpySync(path, { mmapMode: 'r' }));
+    for (const i of marks) expect(loaded.get(i)).toBe(-i);
+    for (const i of [0, 2 ** 23 - 1, 2 ** 24, n - 1]) expect(loaded.get(i)).toBe(0);
+    loaded.close();
+    // An in-memory array of zeros is one block: all hole, with the size set by ftruncate.
+    saveNpySync(path, new Float64Array(2 ** 20));
+    expect(statSync(path).size).toBe(128 + 2 ** 23);
+    expect(statSync(path).blocks * 512).toBeLessThan(2 ** 20);
+    expect(loadNpySync(path).shape).toEqual([2 ** 20]);
+    expect(readFileSync(path).subarray(128).equals(Buffer.alloc(2 ** 23))).toBe(true);
   });
 });
 

@@ -25,6 +25,7 @@ import { BlobCache } from '../remote/blob-cache.js';
 import { uploadBlob, type BlobInfo } from '../remote/blob-store.js';
 import { connectBroker, type BrokerOption } from '../remote/broker.js';
 import { BULL_PREFIX, RUN_TTL_MS, aliveKey, controlChannel, runPrefix, workerKey, WORKER_HEARTBEAT_MS, WORKER_TTL_MS, type ControlMessage, type WorkerStats } from '../remote/keys.js';
+import { withGrace } from '../remote/grace.js';
 import { localSpec } from '../remote/task-modules.js';
 import { hostName, jobHeader, openJob, refusalReason, sealResult, type Secret } from '../remote/wire.js';
 import { packForWire, toLocalRefs } from '../remote/wire-refs.js';
@@ -116,8 +117,11 @@ export class WorkerService {
   /** Stops taking jobs, finishes those running, unregisters, and stops the local workers. */
   async stop(): Promise<void> {
     clearInterval(this.#heartbeat);
-    await this.#worker?.close();
-    await this.#redis?.del(this.#key).catch(() => 0);
+    // With the broker gone, waiting for the jobs in progress would wait for it: their results could not be delivered anyway.
+    const reachable = this.#redis?.status === 'ready';
+    if (reachable) await this.#worker?.close();
+    else await withGrace(this.#worker?.close(true));
+    await withGrace(this.#redis?.del(this.#key)); // else its registration expires by TTL
     await this.#pool.close();
     for (const state of this.#runs.values()) this.#pool.endRun(state.transport);
     this.#runs.clear();

@@ -194,6 +194,7 @@ export async function uploadBlob(redis: Redis, target: UploadTarget, source: Upl
   const region = await openRegion(where, source.path, source.offset, info.size);
   const written: string[] = [];
   let gone = false;
+  let complete = false;
   let failure: unknown;
   const send = async (first: number, buffers: Buffer[]): Promise<void> => {
     const pipeline = redis.pipeline();
@@ -232,14 +233,12 @@ export async function uploadBlob(redis: Redis, target: UploadTarget, source: Upl
         path: source.path,
       });
     }
+    complete = true;
     return { info, keys };
-  } catch (error) {
-    gone = true;
-    throw error;
   } finally {
     await region.file.close();
     // Whatever a failed or too-late upload wrote goes now (best effort: it expires anyway).
-    if (gone && written.length > 0) await redis.unlink(...written).catch(() => undefined);
+    if (!complete && written.length > 0) await redis.unlink(...written).catch(() => undefined);
   }
 }
 

@@ -4,7 +4,7 @@
  * is named in messages (never with its password), and a connection that is
  * known to be ready, or a BACKEND_UNAVAILABLE error, within a deadline.
  */
-import { Redis, type RedisOptions } from 'ioredis';
+import type { Redis, RedisOptions } from 'ioredis';
 import { ErrorCodes, MemjobError, clip, invalidArg } from '../errors.js';
 
 /** A 'redis://' or 'rediss://' URL, or an ioredis options object. */
@@ -62,7 +62,7 @@ export interface ConnectOptions {
   timeoutMs: number;
   /** Who is connecting, for the error message ('Parallel', 'memjob worker'). */
   name: string;
-  /** More ioredis options (connectionName, ...); the four connectBroker sets itself win. */
+  /** More ioredis options (connectionName, ...); the three connectBroker sets itself (lazyConnect, maxRetriesPerRequest, retryStrategy) win. */
   extra?: RedisOptions;
 }
 
@@ -95,6 +95,8 @@ export async function connectBroker(broker: BrokerOption, options: ConnectOption
     // socket already closed arms a 2 s timer that nothing clears, and the process would linger that long.
     retryStrategy: (attempt: number) => (established ? retryDelay(attempt) : null),
   };
+  // Imported here, not at the top: ioredis takes about 0.2 s to load, and only the bullmq backend and the worker need it.
+  const { Redis } = await import('ioredis');
   const redis = typeof broker === 'string' ? new Redis(broker, settings) : new Redis({ ...broker, ...settings });
   let lastError: Error | undefined;
   // ioredis prints unhandled 'error' events; this listener stays for the connection's life, so later

@@ -18,6 +18,7 @@ import { Queue, QueueEvents } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { ErrorCodes, MemjobError } from '../../errors.js';
 import { connectBroker, describeBroker, type BrokerOption } from '../../remote/broker.js';
+import { withGrace } from '../../remote/grace.js';
 import { BULL_PREFIX, controlChannel, jobId, workerPattern, type ControlMessage } from '../../remote/keys.js';
 import { hostName, openResult, refusalError, sealJob } from '../../remote/wire.js';
 import type { Backend, BackendListener, BatchOutcome, OutgoingBatch, Slot, Transport, TransportOptions } from './backend.js';
@@ -47,6 +48,7 @@ interface Pending {
 
 const WORKER_POLL_MS = 200;
 
+
 export class BullmqBackend implements Backend {
   readonly name = 'bullmq' as const;
   readonly perSlot = 1;
@@ -56,6 +58,7 @@ export class BullmqBackend implements Backend {
   #redis: Redis | undefined;
   #queue: Queue | undefined;
   #events: QueueEvents | undefined;
+  #eventsConnection: Redis | undefined;
   #connecting: Promise<void> | undefined;
   #readyWaiters: (() => void)[] = [];
   #lostTimer: NodeJS.Timeout | undefined;
@@ -146,13 +149,19 @@ export class BullmqBackend implements Backend {
     // The broker connection is a client's socket, closed by close() (as a database client's is).
   }
 
+  /**
+   * Closes the broker connections. Each graceful step gets a second: a broker
+   * that is gone would make them wait for ever (commands queue until it
+   * returns), and close() must end; the connections are then cut.
+   */
   async close(): Promise<void> {
     this.#closed = true;
     clearTimeout(this.#lostTimer);
     await this.#connecting?.catch(() => undefined);
-    await Promise.all([...this.#transports].map((transport) => transport.settled()));
-    await this.#events?.close().catch(() => undefined);
-    await this.#queue?.close().catch(() => undefined);
+    await withGrace(Promise.all([...this.#transports].map((transport) => transport.settled())));
+    await withGrace(this.#events?.close());
+    await withGrace(this.#queue?.close());
+    this.#eventsConnection?.disconnect();
     this.#redis?.disconnect();
     this.#wake();
   }
@@ -173,7 +182,10 @@ export class BullmqBackend implements Backend {
         }
         await new Promise((resolve) => setTimeout(resolve, WORKER_POLL_MS));
       }
-      const events = new QueueEvents(name, { connection: redis.duplicate(), prefix: BULL_PREFIX }); // blocking reads need a connection of their own
+      // Blocking reads need a connection of their own.
+      this.#eventsConnection = redis.duplicate();
+      this.#eventsConnection.on('error', () => undefined);
+      const events = new QueueEvents(name, { connection: this.#eventsConnection, prefix: BULL_PREFIX });
       events.on('error', () => undefined); // a lost connection is handled below, through redis' own events
       await events.waitUntilReady();
       events.on('completed', ({ jobId: id, returnvalue }) => this.#completed(id, returnvalue));
@@ -187,6 +199,7 @@ export class BullmqBackend implements Backend {
       for (const slot of this.#slots) slot.ready = true;
     } catch (error) {
       redis?.disconnect();
+      this.#eventsConnection?.disconnect();
       this.#slots.length = 0;
       this.#connecting = undefined; // the next run tries again
       this.listener?.onBackendFailed(Promise.resolve(this.#unavailable(error)));

@@ -1,0 +1,291 @@
+/**
+ * The bullmq backend against a real redis-server and two real `memjob
+ * worker` processes (the built CLI), each with its own temp root: two
+ * machines as far as blobs are concerned.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { Parallel, delayed, task } from '../src/index.js';
+import { repoRoot, runCommand, scratchDir } from './helpers.js';
+import { startRedis, type RedisServer } from './redis-server.js';
+
+const SECRET = 'test-secret-0123456789abcdef0123';
+const cli = join(repoRoot, 'dist', 'cli', 'main.js');
+const scratch = scratchDir('distributed');
+let redis: RedisServer;
+let baseline: Set<string>;
+
+interface RemoteWorker {
+  child: ChildProcess;
+  root: string;
+  output: () => string;
+}
+
+async function startWorker(name: string, options: { project?: string; extra?: string[]; env?: Record<string, string> } = {}): Promise<RemoteWorker> {
+  const root = scratch.file(`root-${name}`);
+  mkdirSync(root, { recursive: true });
+  const args = [cli, 'worker', '--broker', redis.url, '--jobs', '2', '--backend', 'processes', '--temp-folder', root, ...(options.project ? ['--project', options.project] : []), ...(options.extra ?? [])];
+  const child = spawn(process.execPath, args, { env: { ...process.env, MEMJOB_SECRET: SECRET, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let text = '';
+  child.stdout!.on('data', (d: Buffer) => (text += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (text += d.toString()));
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`worker ${name} did not start: ${text}`)), 15_000);
+    const check = () => {
+      if (text.includes('serving queue')) {
+        clearTimeout(timer);
+        resolve();
+      }
+    };
+    child.stdout!.on('data', check);
+    child.on('exit', (code) => reject(new Error(`worker ${name} exited with ${code}: ${text}`)));
+  });
+  return { child, root, output: () => text };
+}
+
+async function stopWorker(worker: RemoteWorker, signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
+  if (worker.child.exitCode !== null || worker.child.signalCode !== null) return worker.child.exitCode;
+  const exited = new Promise<number | null>((resolve) => worker.child.once('exit', (code) => resolve(code)));
+  worker.child.kill(signal);
+  return exited;
+}
+
+async function status(): Promise<{ workers: { host: string; pid: number; downloads: { count: number; bytes: number }; rejected: number }[] }> {
+  const result = await runCommand(process.execPath, [cli, 'cluster', 'status', '--broker', redis.url, '--json']);
+  expect(result.code, result.stderr).toBe(0);
+  return JSON.parse(result.stdout);
+}
+
+/** Keys that are not worker registrations or BullMQ's per-queue housekeeping. */
+async function runKeys(): Promise<string[]> {
+  const housekeeping = /^memjob:memjob:(meta|id|events|stalled-check|marker)$|^memjob-worker:/;
+  return (await redis.keys()).filter((key) => !housekeeping.test(key) && !baseline.has(key));
+}
+
+const parentRoot = scratch.file('parent-root');
+const remote = (extra: Record<string, unknown> = {}) => new Parallel({ backend: 'bullmq', broker: redis.url, secret: SECRET, nJobs: 4, tempFolder: parentRoot, ...extra });
+
+let machineA: RemoteWorker;
+let machineB: RemoteWorker;
+let workerProject: string;
+let parentProject: string;
+
+beforeAll(async () => {
+  redis = await startRedis();
+  mkdirSync(parentRoot);
+  // The parent's project and the workers' copy of it live in different folders, as on two machines.
+  parentProject = scratch.file('parent-project');
+  workerProject = scratch.file('worker-project');
+  for (const dir of [parentProject, workerProject]) {
+    mkdirSync(join(dir, 'tasks'), { recursive: true });
+    writeFileSync(join(dir, 'package.json'), '{"type":"module"}');
+    writeFileSync(join(dir, 'tasks', 'sum.mjs'), `export function sum(a, b) { return a + b + ${dir === workerProject ? 1000 : 0}; }\n`);
+  }
+  writeFileSync(join(parentProject, 'tasks', 'only-here.mjs'), 'export function f() { return 1; }\n');
+  [machineA, machineB] = await Promise.all([startWorker('a', { project: workerProject }), startWorker('b', { project: workerProject })]);
+  baseline = new Set(await redis.keys());
+}, 30_000);
+
+afterEach(async () => {
+  // Every run's keys are gone once its Parallel is closed, and the parent's temp root is empty.
+  expect(await runKeys()).toEqual([]);
+  expect(readdirSync(parentRoot)).toEqual([]);
+});
+
+afterAll(async () => {
+  const codes = await Promise.all([machineA, machineB].filter(Boolean).map((w) => stopWorker(w)));
+  await redis?.stop();
+  // A worker stopped by SIGTERM exits 0 and removes its downloaded blobs.
+  expect(codes.every((code) => code === 0)).toBe(true);
+  for (const w of [machineA, machineB]) if (w) expect(readdirSync(w.root)).toEqual([]);
+  scratch.remove();
+}, 30_000);
+
+function seedTask(n: number): number {
+  let s = 0;
+  for (let i = 0; i < 100000; i++) s += i * n;
+  return s;
+}
+
+describe('Parallel on backend bullmq', () => {
+  it("gives the local backends' results for the seed loop, in input order", async () => {
+    const p = remote();
+    try {
+      const inputs = Array.from({ length: 2000 }, (_, i) => i);
+      expect(await p.run(inputs.map((n) => delayed(seedTask)(n)))).toEqual(inputs.map(seedTask));
+    } finally {
+      await p.close();
+    }
+  });
+
+  it('moves a 64 MiB array argument once per machine, and a large result back', async () => {
+    const big = new Float64Array(8 * 1024 * 1024).map((_, i) => i % 7);
+    const chunkSum = (a: Float64Array, c: number) => {
+      const until = Date.now() + 100; // long enough for both machines to get tasks
+      while (Date.now() < until);
+      let s = 0;
+      for (let i = c; i < a.length; i += 8) s += a[i]!;
+      return s;
+    };
+    const expected = Array.from({ length: 8 }, (_, c) => chunkSum(big, c));
+    const p = remote({ batchSize: 1 });
+    try {
+      expect(await p.run(expected.map((_, c) => delayed(chunkSum)(big, c)))).toEqual(expected);
+      const stats = await status();
+      expect(stats.workers).toHaveLength(2);
+      for (const w of stats.workers) {
+        expect(w.downloads.count).toBe(1); // both machines ran tasks, each downloaded the blob once
+        expect(w.downloads.bytes).toBeGreaterThan(big.byteLength);
+        expect(w.downloads.bytes).toBeLessThan(big.byteLength + 65536);
+      }
+      const [back] = await p.run([delayed((n: number) => new Float32Array(n).fill(2.5))(1 << 19)]); // 2 MiB: above maxNbytes, a blob
+      expect(back).toBeInstanceOf(Float32Array);
+      expect((back as Float32Array).length).toBe(1 << 19);
+      expect((back as Float32Array)[12345]).toBe(2.5);
+    } finally {
+      await p.close();
+    }
+    expect((await status()).workers.map((w) => w.downloads.count)).toEqual([1, 1]); // the next run reused nothing new
+  });
+
+  it('rebuilds a task error with its class, properties, stack, task index and the host', async () => {
+    const p = remote({ batchSize: 1 });
+    try {
+      const error = await p
+        .run([0, 1, 2].map((i) => delayed((n: number) => {
+          if (n === 2) throw Object.assign(new RangeError(`bad ${n}`), { detail: { n } });
+          return n;
+        })(i)))
+        .then(() => undefined, (e: unknown) => e as RangeError & Record<string, unknown>);
+      if (error === undefined) throw new Error('the run should have failed');
+      expect(error).toBeInstanceOf(RangeError);
+      expect(error.message).toBe('bad 2');
+      expect(error.detail).toEqual({ n: 2 });
+      expect(error.taskIndex).toBe(2);
+      expect(typeof error.host).toBe('string');
+      expect(error.stack).toMatch(/RangeError: bad 2/);
+    } finally {
+      await p.close();
+    }
+  });
+
+  it("resolves task() modules in the worker's project, and names host and path when one is missing", async () => {
+    const p = remote();
+    try {
+      const sum = task<[number, number], number>(pathToFileURL(join(parentProject, 'tasks', 'sum.mjs')), 'sum');
+      expect(await p.run([delayed(sum)(1, 2)])).toEqual([1003]); // the worker's copy ran
+      const missing = task(pathToFileURL(join(parentProject, 'tasks', 'only-here.mjs')), 'f');
+      const error = (await p.run([delayed(missing)()]).catch((e: unknown) => e)) as { code: string; message: string };
+      expect(error.code).toBe('MEMJOB_ERR_TASK_NOT_FOUND');
+      expect(error.message).toContain(join(workerProject, 'tasks', 'only-here.mjs'));
+      expect(error.message).toMatch(/on worker host \S+/);
+      const outside = task('file:///nonexistent-memjob-folder/mod.mjs', 'f');
+      const error2 = (await p.run([delayed(outside)()]).catch((e: unknown) => e)) as { code: string; message: string };
+      expect(error2.code).toBe('MEMJOB_ERR_TASK_NOT_FOUND');
+      expect(error2.message).toContain('/nonexistent-memjob-folder/mod.mjs');
+    } finally {
+      await p.close();
+    }
+  });
+
+  it('refuses a job signed with another secret: the run fails with UNAUTHORIZED naming the host, and the workers count it', async () => {
+    const before = (await status()).workers.reduce((n, w) => n + w.rejected, 0);
+    const p = remote({ secret: 'another-secret-0123456789abcdef' });
+    try {
+      const error = (await p.run([delayed((x: number) => x)(1)]).catch((e: unknown) => e)) as { code: string; message: string };
+      expect(error.code).toBe('MEMJOB_ERR_UNAUTHORIZED');
+      expect(error.message).toMatch(/memjob worker on \S+: refused a job not signed with this worker's secret/);
+    } finally {
+      await p.close();
+    }
+    expect((await status()).workers.reduce((n, w) => n + w.rejected, 0)).toBe(before + 1);
+    // And a worker without a secret does not start at all.
+    const refused = await runCommand(process.execPath, [cli, 'worker', '--broker', redis.url], { MEMJOB_SECRET: '' });
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain('MEMJOB_ERR_UNAUTHORIZED');
+    expect(refused.stderr).toContain('--insecure');
+  });
+
+  it('a worker SIGKILLed mid-run: its batches go to the other machine and every result arrives once', async () => {
+    const p = remote({ batchSize: 1 });
+    const slow = (n: number) => {
+      const until = Date.now() + 400;
+      while (Date.now() < until);
+      return n * 10;
+    };
+    try {
+      const run = p.run(Array.from({ length: 8 }, (_, i) => delayed(slow)(i)));
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      await stopWorker(machineA, 'SIGKILL');
+      expect(await run).toEqual(Array.from({ length: 8 }, (_, i) => i * 10));
+    } finally {
+      await p.close();
+    }
+    machineA = await startWorker('a', { project: workerProject });
+  }, 30_000);
+
+  it('a worker frozen mid-run (SIGSTOP): the run completes elsewhere, and its late answer recreates nothing', async () => {
+    const p = remote({ batchSize: 1 });
+    const slow = (n: number) => {
+      const until = Date.now() + 400;
+      while (Date.now() < until);
+      return new Float64Array(300_000).fill(n); // above maxNbytes: a late answer would upload a blob
+    };
+    try {
+      const run = p.run(Array.from({ length: 6 }, (_, i) => delayed(slow)(i)));
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      machineB.child.kill('SIGSTOP');
+      const results = (await run) as Float64Array[];
+      expect(results.map((r) => r[0])).toEqual([0, 1, 2, 3, 4, 5]);
+    } finally {
+      await p.close();
+      machineB.child.kill('SIGCONT');
+    }
+    await new Promise((resolve) => setTimeout(resolve, 1500)); // its batch ends now: the afterEach check sees what it left
+  }, 30_000);
+});
+
+describe('bullmq backend without a broker', () => {
+  it('fails with BACKEND_UNAVAILABLE within brokerTimeout when nothing listens', async () => {
+    const p = new Parallel({ backend: 'bullmq', broker: 'redis://127.0.0.1:1', secret: SECRET, brokerTimeout: 1000 });
+    const started = Date.now();
+    const error = (await p.run([delayed((x: number) => x)(1)]).catch((e: unknown) => e)) as { code: string; message: string };
+    expect(error.code).toBe('MEMJOB_ERR_BACKEND_UNAVAILABLE');
+    expect(Date.now() - started).toBeLessThan(4000);
+    await p.close();
+  });
+
+  it('fails with BACKEND_UNAVAILABLE within brokerTimeout when the broker dies mid-run', async () => {
+    const own = await startRedis();
+    const child = spawn(process.execPath, [cli, 'worker', '--broker', own.url, '--jobs', '1', '--temp-folder', scratch.file('root-a')], {
+      env: { ...process.env, MEMJOB_SECRET: SECRET },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    await new Promise<void>((resolve) => child.stdout!.on('data', (d: Buffer) => d.toString().includes('serving queue') && resolve()));
+    const p = new Parallel({ backend: 'bullmq', broker: own.url, secret: SECRET, nJobs: 1, brokerTimeout: 2000 });
+    try {
+      const slow = (n: number) => {
+        const until = Date.now() + 200;
+        while (Date.now() < until);
+        return n;
+      };
+      const run = p.run(Array.from({ length: 50 }, (_, i) => delayed(slow)(i)));
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      const killed = Date.now();
+      await own.kill('SIGKILL');
+      const error = (await run.catch((e: unknown) => e)) as { code: string };
+      expect(error.code).toBe('MEMJOB_ERR_BACKEND_UNAVAILABLE');
+      expect(Date.now() - killed).toBeLessThan(10_000);
+    } finally {
+      await p.close();
+      // A worker told to stop while its broker is gone exits anyway (nothing it could finish would reach the broker).
+      const exited = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+      child.kill('SIGTERM');
+      expect(await exited).toBe(0);
+      await own.stop();
+    }
+  }, 30_000);
+});
