@@ -24,6 +24,8 @@ export { parallelConfig } from './parallel/config.js';
 export type { ParallelConfig } from './parallel/config.js';
 export type { DelayedCall } from './parallel/delayed.js';
 export type { Backend, ParallelOptions, ReturnAs } from './parallel/options.js';
+export type { RemoteOptions } from './parallel/remote-options.js';
+export type { BrokerOption } from './remote/broker.js';
 export type { ProgressCallback } from './parallel/progress.js';
 
 export { Pool } from './multiprocessing/pool.js';

@@ -8,7 +8,7 @@ import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { Parallel, delayed, task } from '../src/index.js';
+import { Parallel, delayed, parallelConfig, task, type ParallelOptions, type ReturnAs } from '../src/index.js';
 import { repoRoot, runCommand, scratchDir } from './helpers.js';
 import { startRedis, type RedisServer } from './redis-server.js';
 
@@ -66,7 +66,8 @@ async function runKeys(): Promise<string[]> {
 }
 
 const parentRoot = scratch.file('parent-root');
-const remote = (extra: Record<string, unknown> = {}) => new Parallel({ backend: 'bullmq', broker: redis.url, secret: SECRET, nJobs: 4, tempFolder: parentRoot, ...extra });
+const remote = <RA extends ReturnAs = 'array'>(extra: ParallelOptions<RA> = {}) =>
+  new Parallel<RA>({ backend: 'bullmq', broker: redis.url, secret: SECRET, nJobs: 4, tempFolder: parentRoot, ...extra });
 
 let machineA: RemoteWorker;
 let machineB: RemoteWorker;
@@ -209,6 +210,84 @@ describe('Parallel on backend bullmq', () => {
     expect(refused.stderr).toContain('--insecure');
   });
 
+  it("keeps Parallel's semantics: returnAs 'unordered' and 'generator', progress, parallelConfig", async () => {
+    const p = remote({ returnAs: 'unordered' as const, batchSize: 1 });
+    const wait = (ms: number) => {
+      const until = Date.now() + ms;
+      while (Date.now() < until);
+      return ms;
+    };
+    try {
+      const arrived: number[] = [];
+      for await (const value of p.run([600, 10, 10, 10].map((ms) => delayed(wait)(ms)))) arrived.push(value as number);
+      expect(arrived.at(-1)).toBe(600); // the slow one last
+      expect([...arrived].sort((a, b) => a - b)).toEqual([10, 10, 10, 600]);
+    } finally {
+      await p.close();
+    }
+    const seen: number[] = [];
+    const g = remote({ returnAs: 'generator' as const, progress: (done: number) => seen.push(done) });
+    try {
+      const inOrder: number[] = [];
+      for await (const value of g.run([5, 4, 3, 2, 1].map((n) => delayed((x: number) => x * 2)(n)))) inOrder.push(value as number);
+      expect(inOrder).toEqual([10, 8, 6, 4, 2]);
+      expect(seen.at(-1)).toBe(5);
+    } finally {
+      await g.close();
+    }
+    const viaConfig = await parallelConfig({ backend: 'bullmq', broker: redis.url, secret: SECRET, nJobs: 2, tempFolder: parentRoot }, async () => {
+      const c = new Parallel();
+      try {
+        expect(c.options.backend).toBe('bullmq');
+        return await c.run([delayed((x: number) => x + 1)(41)]);
+      } finally {
+        await c.close();
+      }
+    });
+    expect(viaConfig).toEqual([42]);
+  });
+
+  it('taskTimeout stops the task on its worker, timeout ends the run, an AbortSignal cancels it; the workers are free at once', async () => {
+    const spin = (ms: number) => {
+      const until = Date.now() + ms;
+      while (Date.now() < until);
+      return ms;
+    };
+    const p = remote({ taskTimeout: 500, batchSize: 1 });
+    try {
+      const error = (await p.run([10, 20_000].map((ms) => delayed(spin)(ms))).catch((e: unknown) => e)) as { code: string; taskIndex: number };
+      expect(error.code).toBe('MEMJOB_ERR_TIMEOUT');
+      expect(error.taskIndex).toBe(1);
+    } finally {
+      await p.close();
+    }
+    const q = remote({ timeout: 700 });
+    try {
+      const error = (await q.run([delayed(spin)(20_000)]).catch((e: unknown) => e)) as { code: string };
+      expect(error.code).toBe('MEMJOB_ERR_TIMEOUT');
+    } finally {
+      await q.close();
+    }
+    const controller = new AbortController();
+    const a = remote({ signal: controller.signal });
+    try {
+      const run = a.run([delayed(spin)(20_000), delayed(spin)(20_000)]);
+      setTimeout(() => controller.abort(), 500);
+      expect(((await run.catch((e: unknown) => e)) as Error).name).toBe('AbortError');
+    } finally {
+      await a.close();
+    }
+    // The 20 s tasks were stopped where they ran: all four local workers take new work now.
+    const started = Date.now();
+    const p2 = remote({ batchSize: 1 });
+    try {
+      expect(await p2.run([1, 2, 3, 4].map((n) => delayed(spin)(n * 100)))).toEqual([100, 200, 300, 400]);
+    } finally {
+      await p2.close();
+    }
+    expect(Date.now() - started).toBeLessThan(8_000);
+  }, 30_000);
+
   it('a worker SIGKILLed mid-run: its batches go to the other machine and every result arrives once', async () => {
     const p = remote({ batchSize: 1 });
     const slow = (n: number) => {
@@ -279,6 +358,14 @@ describe('bullmq backend without a broker', () => {
       const error = (await run.catch((e: unknown) => e)) as { code: string };
       expect(error.code).toBe('MEMJOB_ERR_BACKEND_UNAVAILABLE');
       expect(Date.now() - killed).toBeLessThan(10_000);
+      // The broker comes back (empty: no persistence): the worker reconnects and serves the next Parallel.
+      await own.restart();
+      const again = new Parallel({ backend: 'bullmq', broker: own.url, secret: SECRET, nJobs: 1, brokerTimeout: 8000 });
+      try {
+        expect(await again.run([delayed((x: number) => x * 3)(7)])).toEqual([21]);
+      } finally {
+        await again.close();
+      }
     } finally {
       await p.close();
       // A worker told to stop while its broker is gone exits anyway (nothing it could finish would reach the broker).

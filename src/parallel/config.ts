@@ -10,9 +10,28 @@ import { MemjobError, invalidArg } from '../errors.js';
 import { resolveOptions, type ParallelOptions } from './options.js';
 
 /** The options a parallelConfig can set (joblib's parallel_config keys, in memjob's names). */
-export type ParallelConfig = Pick<ParallelOptions, 'backend' | 'nJobs' | 'batchSize' | 'preDispatch' | 'maxNbytes' | 'mmapMode' | 'tempFolder' | 'verbose'>;
+export type ParallelConfig = Pick<
+  ParallelOptions,
+  'backend' | 'nJobs' | 'batchSize' | 'preDispatch' | 'maxNbytes' | 'mmapMode' | 'tempFolder' | 'verbose' | 'broker' | 'queue' | 'secret' | 'insecure' | 'sharedFolder' | 'brokerTimeout'
+>;
 
-const configKeys: readonly (keyof ParallelConfig)[] = ['backend', 'nJobs', 'batchSize', 'preDispatch', 'maxNbytes', 'mmapMode', 'tempFolder', 'verbose'];
+const configKeys: readonly (keyof ParallelConfig)[] = [
+  'backend',
+  'nJobs',
+  'batchSize',
+  'preDispatch',
+  'maxNbytes',
+  'mmapMode',
+  'tempFolder',
+  'verbose',
+  // backend 'bullmq' (joblib: parallel_config(backend='dask', ...) with the scheduler's address)
+  'broker',
+  'queue',
+  'secret',
+  'insecure',
+  'sharedFolder',
+  'brokerTimeout',
+];
 const store = new AsyncLocalStorage<Readonly<ParallelConfig>>();
 
 /** The configuration in force here: the merge of every enclosing parallelConfig, inner ones winning. */

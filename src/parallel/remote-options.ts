@@ -27,14 +27,10 @@ export interface RemoteOptions {
 
 export const DEFAULT_BROKER_TIMEOUT_MS = 5_000;
 
-const remoteKeys = ['broker', 'queue', 'secret', 'insecure', 'sharedFolder', 'brokerTimeout'] as const;
-
 export function parseRemoteOptions(where: string, backend: string, options: RemoteOptions): BullmqSettings | undefined {
-  if (backend !== 'bullmq') {
-    const given = remoteKeys.find((key) => options[key] !== undefined);
-    if (given !== undefined) throw invalidArg(where, given, `backend 'bullmq' for this option (backend is '${backend}')`, options[given]);
-    return undefined;
-  }
+  // Ignored by the local backends: a parallelConfig({ backend: 'bullmq', broker }) around code that picks
+  // backend: 'threads' for one Parallel must not make that Parallel fail.
+  if (backend !== 'bullmq') return undefined;
   if (options.broker === undefined) throw invalidArg(where, 'broker', "a 'redis://' URL with backend 'bullmq'", undefined);
   const broker = parseBroker(where, options.broker);
   const queue = parseQueueName(where, options.queue);
