@@ -8,7 +8,7 @@ import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { Parallel, delayed, parallelConfig, task, type ParallelOptions, type ReturnAs } from '../src/index.js';
+import { Parallel, delayed, memmap, parallelConfig, task, type ParallelOptions, type ReturnAs } from '../src/index.js';
 import { repoRoot, runCommand, scratchDir } from './helpers.js';
 import { startRedis, type RedisServer } from './redis-server.js';
 
@@ -150,6 +150,24 @@ describe('Parallel on backend bullmq', () => {
       await p.close();
     }
     expect((await status()).workers.map((w) => w.downloads.count)).toEqual([1, 1]); // the next run reused nothing new
+  });
+
+  it('passes a Memmap on the sharedFolder as its path: nothing is uploaded', async () => {
+    const shared = scratch.file('shared');
+    mkdirSync(shared);
+    const m = memmap(join(shared, 'data.bin'), { mode: 'w+', dtype: 'float64', shape: [300_000] });
+    m.data.fill(3);
+    m.flush();
+    const before = (await status()).workers.map((w) => w.downloads.count);
+    const p = remote({ sharedFolder: shared });
+    try {
+      const sums = await p.run([0, 1].map((c) => delayed((a: { data: Float64Array; filename: string }, c: number) => `${a.filename}:${a.data[c]! * a.data.length}`)(m, c)));
+      expect(sums).toEqual([`${m.filename}:900000`, `${m.filename}:900000`]);
+    } finally {
+      await p.close();
+      m.close();
+    }
+    expect((await status()).workers.map((w) => w.downloads.count)).toEqual(before);
   });
 
   it('rebuilds a task error with its class, properties, stack, task index and the host', async () => {
@@ -338,7 +356,7 @@ describe('bullmq backend without a broker', () => {
   });
 
   it('fails with BACKEND_UNAVAILABLE within brokerTimeout when the broker dies mid-run', async () => {
-    const own = await startRedis();
+    const own = await startRedis({ password: 'redis-password-1' }); // AUTH: the password travels in the URL, for the parent and the worker
     const child = spawn(process.execPath, [cli, 'worker', '--broker', own.url, '--jobs', '1', '--temp-folder', scratch.file('root-a')], {
       env: { ...process.env, MEMJOB_SECRET: SECRET },
       stdio: ['ignore', 'pipe', 'inherit'],
