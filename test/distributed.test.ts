@@ -8,7 +8,7 @@ import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { Parallel, delayed, memmap, parallelConfig, task, type ParallelOptions, type ReturnAs } from '../src/index.js';
+import { Parallel, Pool, delayed, memmap, parallelConfig, task, type ParallelOptions, type ReturnAs } from '../src/index.js';
 import { repoRoot, runCommand, scratchDir } from './helpers.js';
 import { startRedis, type RedisServer } from './redis-server.js';
 
@@ -305,6 +305,25 @@ describe('Parallel on backend bullmq', () => {
     }
     expect(Date.now() - started).toBeLessThan(8_000);
   }, 30_000);
+
+  it('Pool runs on the same workers: map, starmap, imapUnordered, and errors', async () => {
+    const pool = new Pool({ backend: 'bullmq', broker: redis.url, secret: SECRET, processes: 4, tempFolder: parentRoot });
+    try {
+      expect(await pool.map((x: number) => x * x, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10])).toEqual([1, 4, 9, 16, 25, 36, 49, 64, 81, 100]);
+      expect(await pool.starmap((a: number, b: number) => a - b, [[5, 1], [9, 3]])).toEqual([4, 6]);
+      const big = new Float64Array(400_000).fill(1.5); // above maxNbytes: a blob
+      const got: number[] = [];
+      for await (const v of pool.imapUnordered((c: number) => c, [3, 1, 2])) got.push(v);
+      expect(got.sort()).toEqual([1, 2, 3]);
+      expect(await pool.apply((a: Float64Array) => a.length * a[7]!, [big])).toBe(600_000);
+      const error = (await pool.map((x: number) => { if (x === 2) throw new TypeError('two'); return x; }, [1, 2, 3]).catch((e: unknown) => e)) as Error;
+      expect(error).toBeInstanceOf(TypeError);
+      expect(() => new Pool({ backend: 'bullmq', broker: redis.url, secret: SECRET, maxTasksPerChild: 1 })).toThrow(/maxTasksPerChild/);
+    } finally {
+      pool.close();
+      await pool.join();
+    }
+  });
 
   it('a worker SIGKILLed mid-run: its batches go to the other machine and every result arrives once', async () => {
     const p = remote({ batchSize: 1 });

@@ -10,8 +10,9 @@
  */
 import { ErrorCodes, MemjobError, invalidArg } from '../errors.js';
 import type { ExitInfo, Slot } from '../parallel/backends/backend.js';
-import type { WorkerBackend } from '../parallel/backends/worker-backend.js';
-import type { WorkerTransport } from '../parallel/backends/worker-transport.js';
+import type { Backend, EncodedBatch, Transport } from '../parallel/backends/backend.js';
+import { BullmqBackend } from '../parallel/backends/bullmq-backend.js';
+import { parseRemoteOptions, type RemoteOptions } from '../parallel/remote-options.js';
 import { isDelayedCall, type DelayedCall } from '../parallel/delayed.js';
 import { Dispatcher, type DispatchBatch, type DispatchOwner, type Failure } from '../parallel/dispatcher.js';
 import { makeWorkerBackend } from '../parallel/executor.js';
@@ -27,15 +28,15 @@ import { collectItems, collector, deferreds, inCompletionOrder, parseItems, stre
 
 type Fn<A extends unknown[], R> = (...args: A) => R;
 
-export interface PoolOptions {
+export interface PoolOptions extends RemoteOptions {
   /** Workers; default cpuCount(). */
   processes?: number;
   /** Run once in each worker before its first task: a function, or delayed(fn)(...args). */
   initializer?: ((...args: never[]) => unknown) | DelayedCall;
   /** Arguments for a plain-function initializer (Python's initargs). */
   initargs?: readonly unknown[];
-  /** 'threads' (default) or 'processes'. */
-  backend?: BackendKind;
+  /** 'threads' (default), 'processes', or 'bullmq': `memjob worker`s through a Redis broker (docs/distributed.md; `processes` is then the chunks in flight). */
+  backend?: BackendKind | 'bullmq';
   /** Replace a worker after it has run this many tasks (Python's maxtasksperchild). Default: never. */
   maxTasksPerChild?: number;
   /** Arrays larger than this travel as memory-mapped dumps: bytes, or a string such as '1M'. Default 1 MiB; null: never. */
@@ -60,6 +61,12 @@ interface Chunk extends DispatchBatch {
   first: number;
 }
 
+/** What Pool needs of a transport besides encode(): its worker and bullmq transports both have it. */
+interface PoolTransport extends Transport {
+  check(fn: unknown): void;
+  encodeMap(fn: unknown, items: readonly unknown[], spread: boolean): EncodedBatch;
+}
+
 /** As Python's Pool: a worker takes the next chunk only when it is free, so a slow task never holds others back. */
 const PER_WORKER = 1;
 
@@ -67,8 +74,8 @@ export class Pool implements DispatchOwner<Chunk> {
   readonly where = 'Pool';
   readonly maxInFlight = Infinity;
   readonly processes: number;
-  readonly #backend: WorkerBackend;
-  readonly #transport: WorkerTransport;
+  readonly #backend: Backend;
+  readonly #transport: PoolTransport;
   readonly #dispatcher: Dispatcher<Chunk>;
   readonly #queue: Chunk[] = [];
   readonly #maxTasksPerChild: number | undefined;
@@ -89,7 +96,7 @@ export class Pool implements DispatchOwner<Chunk> {
     if (!Number.isSafeInteger(processes) || processes < 1) throw invalidArg(where, 'processes', 'a positive integer', processes);
     warnManyWorkers(where, 'processes', processes);
     const backend = options.backend ?? 'threads';
-    if (backend !== 'threads' && backend !== 'processes') throw invalidArg(where, 'backend', "'threads' or 'processes'", backend);
+    if (backend !== 'threads' && backend !== 'processes' && backend !== 'bullmq') throw invalidArg(where, 'backend', "'threads', 'processes' or 'bullmq'", backend);
     const maxTasks = options.maxTasksPerChild;
     if (maxTasks !== undefined && !(Number.isSafeInteger(maxTasks) && maxTasks > 0)) throw invalidArg(where, 'maxTasksPerChild', 'a positive integer', maxTasks);
     this.processes = processes;
@@ -102,9 +109,16 @@ export class Pool implements DispatchOwner<Chunk> {
       if (typeof call.fn !== 'function') throw invalidArg(where, 'initializer', 'a function or delayed(fn)(...args)', options.initializer);
       initializer = { fn: describeFunction(call.fn, memjobExports()), args: [...call.args] };
     }
-    this.#backend = makeWorkerBackend({ backend, nJobs: processes, initializer, resourceLimits: undefined }, PER_WORKER);
+    if (backend === 'bullmq') {
+      // The workers serve every run on the queue: they are not this pool's to initialize or replace.
+      if (initializer !== undefined) throw invalidArg(where, 'initializer', "none with backend 'bullmq'", options.initializer);
+      if (maxTasks !== undefined) throw invalidArg(where, 'maxTasksPerChild', "none with backend 'bullmq'", maxTasks);
+      this.#backend = new BullmqBackend(processes, parseRemoteOptions(where, backend, options)!, where);
+    } else {
+      this.#backend = makeWorkerBackend({ backend, nJobs: processes, initializer, resourceLimits: undefined }, PER_WORKER);
+    }
     // The dump cache: an array given to call after call is dumped once while it does not change (docs/api.md).
-    this.#transport = this.#backend.transport({ maxNbytes, mmapMode: 'r', tempFolder, cacheDumps: true }) as WorkerTransport;
+    this.#transport = this.#backend.transport({ maxNbytes, mmapMode: 'r', tempFolder, cacheDumps: true }) as PoolTransport;
     this.#dispatcher = new Dispatcher(this.#backend, this.#transport, this);
     this.#backend.listener = this.#dispatcher;
   }

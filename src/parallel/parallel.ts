@@ -11,6 +11,7 @@ import { describeFunction } from '../transport/functions.js';
 import { memjobExports } from '../transport/memjob-exports.js';
 import { refuseMainReentry } from '../transport/worker-context.js';
 import type { Backend, Transport } from './backends/backend.js';
+import { BullmqBackend } from './backends/bullmq-backend.js';
 import { SequentialBackend } from './backends/sequential.js';
 import type { WorkerBackend } from './backends/worker-backend.js';
 import { withParallelConfig } from './config.js';
@@ -97,7 +98,7 @@ export class Parallel<RA extends ReturnAs = 'array'> {
     }
     this.#busy = true; // before the first await, so a second run() in the same tick is refused
     try {
-      const backend = this.options.backend === 'bullmq' ? await this.#remoteBackend() : this.#takeBackend();
+      const backend = this.#takeBackend();
       const { maxNbytes, mmapMode, tempFolder } = this.options;
       this.#transport ??= backend.transport({ maxNbytes, mmapMode, tempFolder, cacheDumps: true });
       const knownTotal = Array.isArray(tasks) ? tasks.length : undefined;
@@ -120,23 +121,16 @@ export class Parallel<RA extends ReturnAs = 'array'> {
     if (this.#closed) throw new MemjobError(ErrorCodes.BUSY, 'Parallel.run: this Parallel was closed; create a new one');
   }
 
-  /** backend 'bullmq': loaded on first use (bullmq and ioredis take 0.4 s to import; the local backends never need them). */
-  async #remoteBackend(): Promise<Backend> {
-    if (this.#remote === undefined) {
-      if (this.options.initializer !== undefined) {
-        throw new MemjobError(ErrorCodes.INVALID_ARG, "Parallel: expected no initializer with backend 'bullmq' (the workers are shared by every run on the queue), received one");
-      }
-      const { BullmqBackend } = await import('./backends/bullmq-backend.js');
-      this.#remote = new BullmqBackend(this.options.nJobs, this.options.remote!);
-    }
-    return this.#remote;
-  }
-
   /** The backend for the next run. The initializer is checked on first use, before any worker starts. */
   #takeBackend(): Backend {
     const { backend, nJobs, initializer: init, resourceLimits, reuse } = this.options;
     if (backend === 'sequential') return (this.#sequential ??= new SequentialBackend(init));
-    if (backend === 'bullmq') throw new MemjobError(ErrorCodes.INTERNAL, 'Parallel: the bullmq backend is made by #remoteBackend()');
+    if (backend === 'bullmq') {
+      if (init !== undefined) {
+        throw new MemjobError(ErrorCodes.INVALID_ARG, "Parallel: expected no initializer with backend 'bullmq' (its workers serve every run on the queue), received one");
+      }
+      return (this.#remote ??= new BullmqBackend(nJobs, this.options.remote!));
+    }
     this.#workerOptions ??= {
       backend,
       nJobs,

@@ -14,7 +14,7 @@
  * worker registered on the queue), and again within it after a connection
  * loss; otherwise the run fails with MEMJOB_ERR_BACKEND_UNAVAILABLE.
  */
-import { Queue, QueueEvents } from 'bullmq';
+import type { Queue, QueueEvents } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { ErrorCodes, MemjobError } from '../../errors.js';
 import { connectBroker, describeBroker, type BrokerOption } from '../../remote/broker.js';
@@ -68,6 +68,8 @@ export class BullmqBackend implements Backend {
   constructor(
     readonly size: number,
     readonly settings: BullmqSettings,
+    /** 'Parallel' or 'Pool': how messages begin. */
+    readonly where = 'Parallel',
   ) {}
 
   get closed(): boolean {
@@ -171,12 +173,14 @@ export class BullmqBackend implements Backend {
     const deadline = Date.now() + brokerTimeout;
     let redis: Redis | undefined;
     try {
-      redis = await connectBroker(broker, { timeoutMs: brokerTimeout, name: 'Parallel' });
+      redis = await connectBroker(broker, { timeoutMs: brokerTimeout, name: this.where });
+      // Imported here: bullmq takes about 0.4 s to load, which no program using only the local backends should pay.
+      const { Queue, QueueEvents } = await import('bullmq');
       while (!(await this.#hasWorkers(redis))) {
         if (Date.now() >= deadline || this.#closed) {
           throw new MemjobError(
             ErrorCodes.BACKEND_UNAVAILABLE,
-            `Parallel: no memjob worker serves queue '${name}' on the broker at ${describeBroker(broker)} (waited ${brokerTimeout} ms); ` +
+            `${this.where}: no memjob worker serves queue '${name}' on the broker at ${describeBroker(broker)} (waited ${brokerTimeout} ms); ` +
               `start one on each machine: memjob worker --broker <url> --queue ${name}`,
           );
         }
@@ -261,7 +265,7 @@ export class BullmqBackend implements Backend {
       if (this.#pending.size === 0 || this.#closed) return;
       this.listener?.onBackendFailed(
         Promise.resolve(
-          new MemjobError(ErrorCodes.BACKEND_UNAVAILABLE, `Parallel: lost the Redis broker at ${describeBroker(this.settings.broker)} and it did not come back within ${this.settings.brokerTimeout} ms`),
+          new MemjobError(ErrorCodes.BACKEND_UNAVAILABLE, `${this.where}: lost the Redis broker at ${describeBroker(this.settings.broker)} and it did not come back within ${this.settings.brokerTimeout} ms`),
         ),
       );
     }, this.settings.brokerTimeout);
@@ -282,7 +286,7 @@ export class BullmqBackend implements Backend {
         await new Promise((resolve) => setTimeout(resolve, 500));
         if (!this.#pending.has(id)) continue;
         this.listener?.onBackendFailed(
-          Promise.resolve(new MemjobError(ErrorCodes.BACKEND_UNAVAILABLE, `Parallel: the Redis broker at ${describeBroker(this.settings.broker)} restarted and lost this run's jobs`)),
+          Promise.resolve(new MemjobError(ErrorCodes.BACKEND_UNAVAILABLE, `${this.where}: the Redis broker at ${describeBroker(this.settings.broker)} restarted and lost this run's jobs`)),
         );
         return;
       }
@@ -292,7 +296,7 @@ export class BullmqBackend implements Backend {
   #unavailable(error: unknown): Error {
     if (error instanceof MemjobError) return error;
     const reason = error instanceof Error ? error.message : String(error);
-    return new MemjobError(ErrorCodes.BACKEND_UNAVAILABLE, `Parallel: the Redis broker at ${describeBroker(this.settings.broker)} failed: ${reason}`, { cause: error });
+    return new MemjobError(ErrorCodes.BACKEND_UNAVAILABLE, `${this.where}: the Redis broker at ${describeBroker(this.settings.broker)} failed: ${reason}`, { cause: error });
   }
 
   #wake(): void {

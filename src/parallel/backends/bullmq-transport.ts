@@ -123,6 +123,16 @@ export class BullmqTransport implements Transport {
     return { encoded, count: calls.length };
   }
 
+  /** Pool.map's chunks. */
+  encodeMap(fn: unknown, items: readonly unknown[], spread: boolean): EncodedBatch {
+    return this.encode(items.map((item) => ({ fn, args: spread ? (item as readonly unknown[]) : [item] })));
+  }
+
+  /** Checks that `fn` can be shipped (MEMJOB_ERR_CLOSURE and the like), before anything is queued. */
+  check(fn: unknown): void {
+    this.#spec(fn);
+  }
+
   /** The signed body of a batch: starts the run on the broker and uploads its blobs first (each once per run). */
   async body(batch: EncodedBatch, taskTimeout: number | null, from: string): Promise<JobBody> {
     const redis = this.redis()!;
