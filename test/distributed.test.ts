@@ -4,7 +4,7 @@
  * machines as far as blobs are concerned.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -322,6 +322,64 @@ describe('Parallel on backend bullmq', () => {
     } finally {
       pool.close();
       await pool.join();
+    }
+  });
+
+  it('a forged job (unsigned, signed with another key, or of another format) is refused without running; the refusals are counted', async () => {
+    const { Queue, QueueEvents } = await import('bullmq');
+    const { Redis } = await import('ioredis');
+    const { serialize } = await import('node:v8');
+    const { createHmac } = await import('node:crypto');
+    const connection = new Redis(redis.url, { maxRetriesPerRequest: null });
+    const queue = new Queue('memjob', { connection, prefix: 'memjob' });
+    const events = new QueueEvents('memjob', { connection: connection.duplicate(), prefix: 'memjob' });
+    await events.waitUntilReady();
+    const marker = scratch.file('forged-ran');
+    // What the job would do if it ran: create a file.
+    const body = serialize({
+      token: 'f'.repeat(32),
+      fns: [{ kind: 'source', name: 'evil', source: `function evil() { require('node:fs').writeFileSync(${JSON.stringify(marker)}, 'x'); }` }],
+      calls: [{ fn: 0, args: [] }],
+      maxNbytes: null,
+      mmapMode: 'r',
+      taskTimeout: null,
+      blobs: [],
+      from: 'attacker',
+    }).toString('base64');
+    const run = 'a'.repeat(32);
+    await connection.set(`memjob-run:memjob:${run}:alive`, '1', 'PX', 10_000);
+    const forged = [
+      { v: 1, run, batch: 1, body, sig: '' },
+      { v: 1, run, batch: 2, body, sig: createHmac('sha256', 'not-the-secret-0123456789').update(`job\n1\nmemjob\n${run}\n2\n${body}`).digest('hex') },
+      { v: 99, run, batch: 3, body, sig: '' },
+    ];
+    const before = (await status()).workers.reduce((n, w) => n + w.rejected, 0);
+    const reasons = new Map<string, string>();
+    const failed = new Promise<void>((resolve) =>
+      events.on('failed', ({ jobId, failedReason }) => {
+        reasons.set(jobId, failedReason);
+        if (reasons.size === forged.length) resolve();
+      }),
+    );
+    try {
+      for (const [i, job] of forged.entries()) await queue.add('batch', job, { jobId: `forged-${i}`, removeOnComplete: true, removeOnFail: true });
+      await failed;
+      expect(reasons.get('forged-0')).toContain('sent without a signature');
+      expect(reasons.get('forged-1')).toContain("not signed with this worker's secret");
+      expect(reasons.get('forged-2')).toContain('MEMJOB_ERR_VERSION_MISMATCH');
+      expect(existsSync(marker)).toBe(false);
+      // A worker publishes its counts as it refuses (and with every heartbeat).
+      let rejected = before;
+      for (let tries = 0; tries < 30 && rejected < before + 3; tries++) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        rejected = (await status()).workers.reduce((n, w) => n + w.rejected, 0);
+      }
+      expect(rejected).toBe(before + 3);
+    } finally {
+      await connection.del(`memjob-run:memjob:${run}:alive`);
+      await events.close();
+      await queue.close();
+      connection.disconnect();
     }
   });
 

@@ -22,11 +22,17 @@
  *   <!-- stubs: declare const inputs: number[]; -->
  *   Prefer runnable blocks; use fragments sparingly.
  * Other blocks (sh, text, no language) are not checked.
+ *
+ * When a program block reads MEMJOB_BROKER (docs/distributed.md), a real
+ * redis-server and one `memjob worker` (the built CLI, --jobs 1) are started
+ * before the programs run, and every program gets MEMJOB_BROKER (the
+ * server's URL) and MEMJOB_SECRET (the worker's secret) in its environment;
+ * both are stopped afterwards.
  */
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   extractSnippets,
@@ -40,6 +46,7 @@ import {
   type Snippet,
 } from './doc-snippets.js';
 import { repoRoot } from './helpers.js';
+import { startRedis } from './redis-server.js';
 
 const RUN_TIMEOUT_MS = 30_000;
 const CONCURRENCY = 2;
@@ -106,6 +113,8 @@ describe('doc snippets', () => {
   let listed: string[] = [];
   let resolved = '';
   let staleNote = '';
+  /** The broker and worker of the programs that read MEMJOB_BROKER, when a doc has one. */
+  let cluster: Cluster | undefined;
   /** What is wrong with each block; empty when it passed. */
   const outcomes = new Map<Snippet, string[]>();
 
@@ -130,15 +139,21 @@ describe('doc snippets', () => {
     writeFileSync(probe, "console.log(import.meta.resolve('memjob'));\n");
     resolved = spawnSync(process.execPath, [probe], { encoding: 'utf8' }).stdout.trim();
 
+    if (project.prepared.some((p) => p.entry !== undefined && p.snippet.code.includes('MEMJOB_BROKER'))) cluster = await startCluster(root);
+
     const runnable = project.prepared.filter((p) => p.entry !== undefined && outcomes.get(p.snippet)!.length === 0);
     await mapLimit(runnable, CONCURRENCY, async ({ snippet, entry }) => {
       outcomes.get(snippet)!.push(...(await runAndInspect(snippet, entry!)));
     });
   }, 150_000);
 
-  afterAll(() => {
-    if (root !== '' && process.env.KEEP_DOC_SNIPPETS !== '1') rmSync(root, { recursive: true, force: true });
-  });
+  afterAll(async () => {
+    try {
+      await cluster?.stop();
+    } finally {
+      if (root !== '' && process.env.KEEP_DOC_SNIPPETS !== '1') rmSync(root, { recursive: true, force: true });
+    }
+  }, 30_000);
 
   it("resolves 'memjob' to the built package, for tsc and for node", () => {
     expect(listed).toContain(join(repoRoot, 'dist', 'index.d.ts'));
@@ -168,7 +183,7 @@ describe('doc snippets', () => {
     mkdirSync(cwd, { recursive: true });
     mkdirSync(privateTmp, { recursive: true });
     const before = SHARED_FOLDERS.map((f) => new Set(listing(f)));
-    const env: NodeJS.ProcessEnv = { ...process.env, TMPDIR: privateTmp };
+    const env: NodeJS.ProcessEnv = { ...process.env, TMPDIR: privateTmp, ...cluster?.env };
     // The program runs as a user would run it: not as a memjob worker, not
     // under vitest's loader options, with the default temp folders.
     for (const name of ['NODE_OPTIONS', 'MEMJOB_WORKER', 'MEMJOB_TEMP_FOLDER']) delete env[name];
@@ -190,6 +205,58 @@ describe('doc snippets', () => {
     return problems;
   }
 });
+
+interface Cluster {
+  /** MEMJOB_BROKER and MEMJOB_SECRET for the programs. */
+  env: Record<string, string>;
+  /** Stops the worker (SIGTERM: it must exit 0 and leave its temp root empty) and the server. */
+  stop(): Promise<void>;
+}
+
+const DOCS_SECRET = 'docs-snippets-secret-0123456789abcdef';
+
+/** A real redis-server and one `memjob worker` (the built CLI) with a temp root under `root`, for docs/distributed.md. */
+async function startCluster(root: string): Promise<Cluster> {
+  const redis = await startRedis();
+  const tempRoot = join(root, 'worker-root');
+  mkdirSync(tempRoot);
+  const env = { MEMJOB_BROKER: redis.url, MEMJOB_SECRET: DOCS_SECRET };
+  const args = [join(repoRoot, 'dist', 'cli', 'main.js'), 'worker', '--broker', redis.url, '--jobs', '1', '--temp-folder', tempRoot];
+  const worker = spawn(process.execPath, args, { cwd: repoRoot, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  worker.stdout.on('data', (d: Buffer) => (output += d.toString()));
+  worker.stderr.on('data', (d: Buffer) => (output += d.toString()));
+  const exited = new Promise<number | null>((resolve) => worker.once('exit', (code) => resolve(code)));
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`memjob worker did not start within 15 s: ${output}`)), 15_000);
+      worker.stdout.on('data', () => {
+        if (!output.includes('serving queue')) return;
+        clearTimeout(timer);
+        resolve();
+      });
+      void exited.then((code) => {
+        clearTimeout(timer);
+        reject(new Error(`memjob worker exited with ${code} at start: ${output}`));
+      });
+    });
+  } catch (error) {
+    worker.kill('SIGKILL');
+    await redis.stop();
+    throw error;
+  }
+  return {
+    env,
+    async stop() {
+      if (worker.exitCode === null && worker.signalCode === null) worker.kill('SIGTERM');
+      const code = await exited;
+      await redis.stop();
+      if (code !== 0) throw new Error(`memjob worker exited with ${code} on SIGTERM: ${tail(output)}`);
+      const left = listing(tempRoot);
+      if (left.length > 0) throw new Error(`memjob worker left ${left.join(', ')} in its temp root`);
+    },
+  };
+}
 
 /** The first and last lines of a program's output: where an error starts, and how it ended. */
 function tail(text: string): string {

@@ -127,7 +127,7 @@ export function resolveOptions(options: ParallelOptions): ResolvedOptions {
     else if (typeof options.initializer === 'function') initializer = { fn: options.initializer, args: [] } as unknown as DelayedCall;
     else throw invalidArg(where, 'initializer', 'a function or delayed(fn)(...args)', options.initializer);
   }
-  if (backend !== 'sequential') warnManyWorkers(where, 'nJobs', nJobs);
+  if (backend !== 'sequential' && backend !== 'bullmq') warnManyWorkers(where, 'nJobs', nJobs); // on bullmq nJobs starts no local worker
   return {
     nJobs,
     backend,

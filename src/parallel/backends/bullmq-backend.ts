@@ -19,7 +19,7 @@ import type { Redis } from 'ioredis';
 import { ErrorCodes, MemjobError } from '../../errors.js';
 import { connectBroker, describeBroker, type BrokerOption } from '../../remote/broker.js';
 import { withGrace } from '../../remote/grace.js';
-import { BULL_PREFIX, controlChannel, jobId, workerPattern, type ControlMessage } from '../../remote/keys.js';
+import { BULL_PREFIX, WORKER_HEARTBEAT_MS, WORKER_TTL_MS, controlChannel, jobId, workerPattern, type ControlMessage } from '../../remote/keys.js';
 import { hostName, openResult, refusalError, sealJob } from '../../remote/wire.js';
 import type { Backend, BackendListener, BatchOutcome, OutgoingBatch, Slot, Transport, TransportOptions } from './backend.js';
 import { BullmqTransport, type RemoteSettings, type ResultBody } from './bullmq-transport.js';
@@ -62,6 +62,7 @@ export class BullmqBackend implements Backend {
   #connecting: Promise<void> | undefined;
   #readyWaiters: (() => void)[] = [];
   #lostTimer: NodeJS.Timeout | undefined;
+  #watch: NodeJS.Timeout | undefined;
   #closed = false;
   readonly #transports = new Set<BullmqTransport>();
 
@@ -159,6 +160,7 @@ export class BullmqBackend implements Backend {
   async close(): Promise<void> {
     this.#closed = true;
     clearTimeout(this.#lostTimer);
+    clearInterval(this.#watch);
     await this.#connecting?.catch(() => undefined);
     await withGrace(Promise.all([...this.#transports].map((transport) => transport.settled())));
     await withGrace(this.#events?.close());
@@ -199,6 +201,7 @@ export class BullmqBackend implements Backend {
       this.#queue.on('error', () => undefined);
       this.#redis = redis;
       redis.on('close', () => this.#connectionLost());
+      this.#watchWorkers(redis);
       redis.on('ready', () => this.#connectionBack());
       for (const slot of this.#slots) slot.ready = true;
     } catch (error) {
@@ -222,6 +225,32 @@ export class BullmqBackend implements Backend {
       cursor = next;
     } while (cursor !== '0');
     return false;
+  }
+
+  /**
+   * While batches are pending, checks that some worker still serves the
+   * queue: with every worker gone the jobs would wait for ever, so after
+   * brokerTimeout (at least a registration's TTL) without one the run fails.
+   */
+  #watchWorkers(redis: Redis): void {
+    let lastSeen = Date.now();
+    const patience = Math.max(this.settings.brokerTimeout, WORKER_TTL_MS);
+    this.#watch = setInterval(() => {
+      if (this.#pending.size === 0 || redis.status !== 'ready') {
+        lastSeen = Date.now();
+        return;
+      }
+      void this.#hasWorkers(redis).then((found) => {
+        if (found) lastSeen = Date.now();
+        else if (Date.now() - lastSeen > patience && this.#pending.size > 0) {
+          lastSeen = Date.now();
+          this.listener?.onBackendFailed(
+            Promise.resolve(new MemjobError(ErrorCodes.BACKEND_UNAVAILABLE, `${this.where}: no memjob worker has served queue '${this.settings.queue}' for ${patience} ms; the run's batches would wait for ever`)),
+          );
+        }
+      }, () => undefined);
+    }, WORKER_HEARTBEAT_MS);
+    this.#watch.unref();
   }
 
   #completed(id: string, returnvalue: unknown): void {
