@@ -108,26 +108,24 @@ export function packForWire(value: unknown, context: WirePackContext): unknown {
   return packValue(value, packKinds, context, context.where);
 }
 
+/** Replaces every wire reference of run `token` inside `value` with `replace(ref)`. */
+function replaceWireRefs(value: unknown, token: string, where: string, replace: (ref: WireRef) => unknown): unknown {
+  const kinds: RefKind<undefined, never>[] = [{ name: 'wire', test: (item) => wireKind(item, token) !== undefined, pack: (item) => replace(item as WireRef) }];
+  return packValue(value, kinds, undefined, where);
+}
+
 /** On a worker: wire references become the local references its pool maps (a blob: a dump file it downloaded). */
 export function toLocalRefs(value: unknown, token: string, context: { blobPath(id: number): string; mode: LoadMmapMode }): unknown {
-  const kinds: RefKind<undefined, never>[] = [
-    {
-      name: 'wire',
-      test: (item) => wireKind(item, token) !== undefined,
-      pack(item) {
-        const ref = item as WireRef;
-        switch (ref.kind) {
-          case 'blob':
-            return makeRef('dump', { path: context.blobPath(ref.id), mode: context.mode });
-          case 'ndarray':
-            return makeRef('ndarray', { dtype: ref.dtype, shape: ref.shape, order: ref.order, data: ref.data });
-          case 'memmap':
-            return makeRef('memmap', { path: ref.path, mode: 'r' as const, dtype: ref.dtype, shape: ref.shape, strides: ref.strides, offset: ref.offset, order: ref.order });
-        }
-      },
-    },
-  ];
-  return packValue(value, kinds, undefined, 'arguments');
+  return replaceWireRefs(value, token, 'arguments', (ref) => {
+    switch (ref.kind) {
+      case 'blob':
+        return makeRef('dump', { path: context.blobPath(ref.id), mode: context.mode });
+      case 'ndarray':
+        return makeRef('ndarray', { dtype: ref.dtype, shape: ref.shape, order: ref.order, data: ref.data });
+      case 'memmap':
+        return makeRef('memmap', { path: ref.path, mode: 'r' as const, dtype: ref.dtype, shape: ref.shape, strides: ref.strides, offset: ref.offset, order: ref.order });
+    }
+  });
 }
 
 /**
@@ -137,28 +135,20 @@ export function toLocalRefs(value: unknown, token: string, context: { blobPath(i
  */
 export function fromWire(value: unknown, token: string, context: { blobPath(id: number): string }): unknown {
   const loaded = new Map<number, unknown>();
-  const kinds: RefKind<undefined, never>[] = [
-    {
-      name: 'wire',
-      test: (item) => wireKind(item, token) !== undefined,
-      pack(item) {
-        const ref = item as WireRef;
-        switch (ref.kind) {
-          case 'blob': {
-            if (!loaded.has(ref.id)) {
-              const path = context.blobPath(ref.id);
-              loaded.set(ref.id, loadSync(path));
-              rmSync(path, { force: true });
-            }
-            return loaded.get(ref.id);
-          }
-          case 'ndarray':
-            return new NDArray(ref.data as never, { dtype: ref.dtype, shape: ref.shape, order: ref.order });
-          case 'memmap':
-            return openMemmapView({ path: ref.path, mode: 'r', dtype: ref.dtype, shape: ref.shape, strides: ref.strides, offset: ref.offset, order: ref.order });
+  return replaceWireRefs(value, token, 'result', (ref) => {
+    switch (ref.kind) {
+      case 'blob': {
+        if (!loaded.has(ref.id)) {
+          const path = context.blobPath(ref.id);
+          loaded.set(ref.id, loadSync(path));
+          rmSync(path, { force: true });
         }
-      },
-    },
-  ];
-  return packValue(value, kinds, undefined, 'result');
+        return loaded.get(ref.id);
+      }
+      case 'ndarray':
+        return new NDArray(ref.data as never, { dtype: ref.dtype, shape: ref.shape, order: ref.order });
+      case 'memmap':
+        return openMemmapView({ path: ref.path, mode: 'r', dtype: ref.dtype, shape: ref.shape, strides: ref.strides, offset: ref.offset, order: ref.order });
+    }
+  });
 }

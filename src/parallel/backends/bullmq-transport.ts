@@ -20,7 +20,7 @@ import { rebuildError, type SerializedError } from '../../transport/error-transp
 import { describeFunction, type FunctionSpec } from '../../transport/functions.js';
 import { memjobExports } from '../../transport/memjob-exports.js';
 import { RunFolders } from '../../transport/run-folders.js';
-import { compactCalls, isPlainValue, type CallMessage, type FlatCalls } from '../protocol.js';
+import { tabulateCalls, type CallMessage, type FlatCalls } from '../protocol.js';
 import type { BatchOutcome, EncodedBatch, TaskCall, Transport, TransportOptions } from './backend.js';
 
 /** Where the broker is and how to talk to it: settled by the backend. */
@@ -94,9 +94,6 @@ export class BullmqTransport implements Transport {
   }
 
   encode(calls: readonly TaskCall[]): EncodedBatch {
-    const fns: FunctionSpec[] = [];
-    const fnIndex = new Map<FunctionSpec, number>();
-    const messages: CallMessage[] = [];
     const blobIds = new Set<number>();
     const context = {
       token: this.token,
@@ -109,17 +106,8 @@ export class BullmqTransport implements Transport {
         return id;
       },
     };
-    for (const call of calls) {
-      const spec = this.#spec(call.fn);
-      let fn = fnIndex.get(spec);
-      if (fn === undefined) {
-        fnIndex.set(spec, (fn = fns.length));
-        fns.push(spec);
-      }
-      const args = (call.args.every(isPlainValue) ? call.args : packForWire(call.args, context)) as unknown[];
-      messages.push({ fn, args });
-    }
-    const encoded: RemoteBatch = { fns, calls: compactCalls(messages), blobIds: [...blobIds] };
+    const { fns, calls: messages } = tabulateCalls(calls, (fn) => this.#spec(fn), (args) => packForWire(args, context));
+    const encoded: RemoteBatch = { fns, calls: messages, blobIds: [...blobIds] };
     return { encoded, count: calls.length };
   }
 

@@ -11,7 +11,7 @@ import { describeFunction, type FunctionSpec } from '../../transport/functions.j
 import { memjobExports } from '../../transport/memjob-exports.js';
 import { unpackResult } from '../../transport/result-refs.js';
 import { RunFolders } from '../../transport/run-folders.js';
-import { compactCalls, isPlainValue, type CallMessage, type FlatCalls } from '../protocol.js';
+import { isPlainValue, tabulateCalls, type CallMessage, type FlatCalls } from '../protocol.js';
 import type { EncodedBatch, TaskCall, Transport, TransportOptions } from './backend.js';
 
 /** A batch as workers receive it: a table of functions and the calls into it. */
@@ -50,22 +50,7 @@ export class WorkerTransport implements Transport {
   }
 
   encode(calls: readonly TaskCall[]): EncodedBatch {
-    const fns: FunctionSpec[] = [];
-    const fnIndex = new Map<FunctionSpec, number>();
-    const messages: CallMessage[] = [];
-    for (const call of calls) {
-      const spec = this.#spec(call.fn);
-      let fn = fnIndex.get(spec);
-      if (fn === undefined) {
-        fnIndex.set(spec, (fn = fns.length));
-        fns.push(spec);
-      }
-      // Plain arguments (numbers, strings...) need no walk: a seed-size run makes 10,000 of these calls.
-      // (The caller's own array when plain: it is only read, by compactCalls and structured clone.)
-      const args = (call.args.every(isPlainValue) ? call.args : this.#packer.pack(call.args)) as unknown[];
-      messages.push({ fn, args });
-    }
-    const encoded: WorkerBatch = { fns, calls: compactCalls(messages) };
+    const encoded: WorkerBatch = tabulateCalls(calls, (fn) => this.#spec(fn), (args) => this.#packer.pack(args));
     return { encoded, count: calls.length };
   }
 
