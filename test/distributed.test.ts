@@ -18,6 +18,9 @@ const scratch = scratchDir('distributed');
 let redis: RedisServer;
 let baseline: Set<string>;
 
+/** Every worker process a test started: afterAll stops those a failed or timed-out test left behind. */
+const started = new Set<ChildProcess>();
+
 interface RemoteWorker {
   child: ChildProcess;
   root: string;
@@ -29,6 +32,7 @@ async function startWorker(name: string, options: { project?: string; extra?: st
   mkdirSync(root, { recursive: true });
   const args = [cli, 'worker', '--broker', redis.url, '--jobs', '2', '--backend', 'processes', '--temp-folder', root, ...(options.project ? ['--project', options.project] : []), ...(options.extra ?? [])];
   const child = spawn(process.execPath, args, { env: { ...process.env, MEMJOB_SECRET: SECRET, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  started.add(child);
   let text = '';
   child.stdout!.on('data', (d: Buffer) => (text += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (text += d.toString()));
@@ -97,6 +101,7 @@ afterEach(async () => {
 });
 
 afterAll(async () => {
+  for (const child of started) if (child !== machineA?.child && child !== machineB?.child && child.exitCode === null) child.kill('SIGKILL');
   const codes = await Promise.all([machineA, machineB].filter(Boolean).map((w) => stopWorker(w)));
   await redis?.stop();
   // A worker stopped by SIGTERM exits 0 and removes its downloaded blobs.
@@ -383,25 +388,8 @@ describe('Parallel on backend bullmq', () => {
     }
   });
 
-  it('a worker SIGKILLed mid-run: its batches go to the other machine and every result arrives once', async () => {
-    const p = remote({ batchSize: 1 });
-    const slow = (n: number) => {
-      const until = Date.now() + 400;
-      while (Date.now() < until);
-      return n * 10;
-    };
-    try {
-      const run = p.run(Array.from({ length: 8 }, (_, i) => delayed(slow)(i)));
-      await new Promise((resolve) => setTimeout(resolve, 300));
-      await stopWorker(machineA, 'SIGKILL');
-      expect(await run).toEqual(Array.from({ length: 8 }, (_, i) => i * 10));
-    } finally {
-      await p.close();
-    }
-    machineA = await startWorker('a', { project: workerProject });
-  }, 30_000);
-
-  it('a worker frozen mid-run (SIGSTOP): the run completes elsewhere, and its late answer recreates nothing', async () => {
+  it('a worker SIGKILLed and another frozen (SIGSTOP) mid-run: their batches go to a third, every result arrives once, and the late answer recreates nothing', async () => {
+    const machineC = await startWorker('c', { project: workerProject });
     const p = remote({ batchSize: 1 });
     const slow = (n: number) => {
       const until = Date.now() + 400;
@@ -409,16 +397,21 @@ describe('Parallel on backend bullmq', () => {
       return new Float64Array(300_000).fill(n); // above maxNbytes: a late answer would upload a blob
     };
     try {
-      const run = p.run(Array.from({ length: 6 }, (_, i) => delayed(slow)(i)));
+      const run = p.run(Array.from({ length: 10 }, (_, i) => delayed(slow)(i)));
       await new Promise((resolve) => setTimeout(resolve, 300));
+      await stopWorker(machineA, 'SIGKILL');
       machineB.child.kill('SIGSTOP');
       const results = (await run) as Float64Array[];
-      expect(results.map((r) => r[0])).toEqual([0, 1, 2, 3, 4, 5]);
+      expect(results.map((r) => r[0])).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
     } finally {
       await p.close();
       machineB.child.kill('SIGCONT');
     }
-    await new Promise((resolve) => setTimeout(resolve, 1500)); // its batch ends now: the afterEach check sees what it left
+    // B's batch ends now, after its run: what it tries to upload or report must not reappear (afterEach checks the keys).
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    expect(await stopWorker(machineC)).toBe(0);
+    expect(readdirSync(machineC.root)).toEqual([]);
+    machineA = await startWorker('a', { project: workerProject });
   }, 30_000);
 });
 
@@ -438,6 +431,7 @@ describe('bullmq backend without a broker', () => {
       env: { ...process.env, MEMJOB_SECRET: SECRET },
       stdio: ['ignore', 'pipe', 'inherit'],
     });
+    started.add(child);
     await new Promise<void>((resolve) => child.stdout!.on('data', (d: Buffer) => d.toString().includes('serving queue') && resolve()));
     const p = new Parallel({ backend: 'bullmq', broker: own.url, secret: SECRET, nJobs: 1, brokerTimeout: 2000 });
     try {

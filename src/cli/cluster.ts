@@ -15,7 +15,7 @@ import { print, printJson } from './output.js';
 export interface WorkerCommandOptions {
   broker: string;
   queue?: string;
-  jobs: number;
+  jobs?: number;
   backend: string;
   secretFile?: string;
   insecure?: boolean;
@@ -35,10 +35,12 @@ export async function runWorker(options: WorkerCommandOptions): Promise<void> {
   if (secret === null) process.stderr.write(`${where}: --insecure: running jobs without checking their signature; anyone who can write to the broker can run code here\n`);
   const project = options.project !== undefined ? resolve(options.project) : (projectRoot(process.cwd()) ?? process.cwd());
   const { WorkerService } = await import('../cluster/worker-service.js');
+  const { cpuCount } = await import('../system/cpu-count.js');
+  const jobs = options.jobs ?? cpuCount();
   const service = new WorkerService({
     broker,
     queue,
-    jobs: options.jobs,
+    jobs,
     backend: options.backend,
     secret,
     project,
@@ -48,7 +50,7 @@ export async function runWorker(options: WorkerCommandOptions): Promise<void> {
     log: (line) => process.stdout.write(`${line}\n`),
   });
   await service.start();
-  print(`[memjob worker] serving queue '${queue}' with ${options.jobs} ${options.backend} (project ${project}, pid ${process.pid})`);
+  print(`[memjob worker] serving queue '${queue}' with ${jobs} ${options.backend} (project ${project}, pid ${process.pid})`);
   await new Promise<void>((done) => {
     const stop = () => {
       process.off('SIGTERM', stop);

@@ -70,14 +70,14 @@ export function buildProgram(): Command {
     .description('serve a Redis queue: run the batches of Parallel({ backend: \'bullmq\' }) runs on a local pool (docs/distributed.md)')
     .requiredOption('--broker <url>', "the Redis broker, a redis:// or rediss:// URL (user:password@ for AUTH/ACL)")
     .option('--queue <name>', 'the queue to serve', 'memjob')
-    .option('--jobs <n>', 'local workers: batches run at once', positiveInteger, 1)
+    .option('--jobs <n>', 'local workers, batches run at once (default: the CPU count, as Parallel\'s nJobs: -1)', positiveInteger)
     .option('--backend <kind>', 'threads or processes', 'processes')
     .option('--secret-file <file>', 'read the shared secret from this file (default: the MEMJOB_SECRET environment variable)')
     .option('--insecure', 'run jobs without a secret (only on a network where nobody else can write to the broker)')
     .option('--temp-folder <dir>', 'where downloaded arrays are kept (default as for Parallel: MEMJOB_TEMP_FOLDER, /dev/shm, the OS temp folder)')
     .option('--project <dir>', 'the project task modules are resolved in (default: the folder of the nearest package.json)')
     .option('--broker-timeout <ms>', 'how long to wait for the broker at start', positiveInteger, 5000)
-    .action(async (options: { broker: string; queue?: string; jobs: number; backend: string; secretFile?: string; insecure?: boolean; tempFolder?: string; project?: string; brokerTimeout: number }) => {
+    .action(async (options: { broker: string; queue?: string; jobs?: number; backend: string; secretFile?: string; insecure?: boolean; tempFolder?: string; project?: string; brokerTimeout: number }) => {
       const { runWorker } = await import('./cluster.js');
       await runWorker(options);
     });

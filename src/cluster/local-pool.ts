@@ -42,6 +42,7 @@ export class LocalPool implements BackendListener {
   constructor(
     readonly kind: 'threads' | 'processes',
     readonly size: number,
+    readonly tempFolder: string | undefined,
   ) {
     this.backend = makeWorkerBackend({ backend: kind, nJobs: size, initializer: undefined, resourceLimits: undefined }, 1);
     this.backend.listener = this;
@@ -54,7 +55,7 @@ export class LocalPool implements BackendListener {
 
   /** A transport for one run's batches: how their results come back (child processes write large ones to its folder). */
   transport(maxNbytes: number | null): WorkerTransport {
-    return new WorkerTransport({ maxNbytes, mmapMode: 'r', tempFolder: undefined, cacheDumps: false });
+    return new WorkerTransport({ maxNbytes, mmapMode: 'r', tempFolder: this.tempFolder, cacheDumps: false });
   }
 
   /** Runs a batch on the first free worker; resolves with its outcome (never rejects). */

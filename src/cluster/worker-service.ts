@@ -73,7 +73,7 @@ export class WorkerService {
 
   constructor(options: WorkerServiceOptions) {
     this.#options = options;
-    this.#pool = new LocalPool(options.backend, options.jobs);
+    this.#pool = new LocalPool(options.backend, options.jobs, options.tempFolder);
     this.#cache = new BlobCache(options.tempFolder === undefined ? {} : { tempFolder: options.tempFolder });
     this.#key = workerKey(options.queue, hostName, process.pid);
   }
@@ -213,11 +213,16 @@ export class WorkerService {
     }
     const prefix = runPrefix(queue, run);
     const paths = new Map<number, string>();
-    for (const [id, info] of body.blobs) {
-      const path = await this.#cache.get(this.#redis!, prefix, info);
-      this.#cache.pin(path);
-      pinned.push(path);
-      paths.set(id, path);
+    try {
+      for (const [id, info] of body.blobs) {
+        const path = await this.#cache.get(this.#redis!, prefix, info);
+        this.#cache.pin(path);
+        pinned.push(path);
+        paths.set(id, path);
+      }
+    } catch (error) {
+      // A blob that cannot be had (no space here, a broken chunk): the batch's error, with its code, for the parent.
+      return { results: [], error: { index: 0, error: serializeError(error) }, blobs: [] };
     }
     // Writes to an argument cannot reach the parent's array from here, and the blob file serves every run: map it copy-on-write.
     const mode: LoadMmapMode = body.mmapMode === 'r' ? 'r' : 'c';

@@ -13,7 +13,7 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { deserialize, serialize } from 'node:v8';
-import { ErrorCodes, MemjobError, describe } from '../errors.js';
+import { ErrorCodes, MemjobError, describe, systemError } from '../errors.js';
 
 /** The wire format's version: a worker refuses a job of another (MEMJOB_ERR_VERSION_MISMATCH). */
 export const WIRE_VERSION = 1;
@@ -56,7 +56,11 @@ export function resolveSecret(where: string, options: { secret?: unknown; secret
     if (typeof options.secret !== 'string') throw new MemjobError(ErrorCodes.INVALID_ARG, `${where}: expected secret to be a string, received ${describe(options.secret)}`);
     text = options.secret;
   } else if (options.secretFile !== undefined) {
-    text = readFileSync(options.secretFile, 'utf8').trim();
+    try {
+      text = readFileSync(options.secretFile, 'utf8').trim();
+    } catch (error) {
+      throw systemError(where, error, options.secretFile);
+    }
   } else {
     text = process.env[SECRET_ENV];
   }
