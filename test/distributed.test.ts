@@ -3,8 +3,8 @@
  * worker` processes (the built CLI), each with its own temp root: two
  * machines as far as blobs are concerned.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -416,6 +416,35 @@ describe('Parallel on backend bullmq', () => {
 });
 
 describe('bullmq backend without a broker', () => {
+  it('talks TLS to a rediss:// broker with a private CA (the worker trusts it through NODE_EXTRA_CA_CERTS, the parent through ioredis options' tls.ca)', async () => {
+    const dir = scratch.file('tls');
+    mkdirSync(dir);
+    const openssl = (...args: string[]) => expect(spawnSync('openssl', args, { cwd: dir }).status).toBe(0);
+    openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '1', '-subj', '/CN=memjob-test-ca');
+    openssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=127.0.0.1');
+    writeFileSync(join(dir, 'ext.cnf'), 'subjectAltName=IP:127.0.0.1');
+    openssl('x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.pem', '-days', '1', '-extfile', 'ext.cnf');
+    const tls = await startRedis({ tls: { cert: join(dir, 'server.pem'), key: join(dir, 'server.key'), ca: join(dir, 'ca.pem') } });
+    const env = { MEMJOB_SECRET: SECRET, NODE_EXTRA_CA_CERTS: join(dir, 'ca.pem') };
+    const child = spawn(process.execPath, [cli, 'worker', '--broker', tls.url, '--jobs', '1', '--temp-folder', scratch.file('root-a')], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+    started.add(child);
+    try {
+      await new Promise<void>((resolve) => child.stdout!.on('data', (d: Buffer) => d.toString().includes('serving queue') && resolve()));
+      expect(tls.url).toMatch(/^rediss:/);
+      const p = new Parallel({ backend: 'bullmq', broker: { host: '127.0.0.1', port: tls.port, tls: { ca: readFileSync(join(dir, 'ca.pem')) } }, secret: SECRET });
+      try {
+        expect(await p.run([delayed((a: Float64Array) => a.length)(new Float64Array(200_000))])).toEqual([200_000]);
+      } finally {
+        await p.close();
+      }
+    } finally {
+      const exited = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+      child.kill('SIGTERM');
+      expect(await exited).toBe(0);
+      await tls.stop();
+    }
+  });
+
   it('fails with BACKEND_UNAVAILABLE within brokerTimeout when nothing listens', async () => {
     const p = new Parallel({ backend: 'bullmq', broker: 'redis://127.0.0.1:1', secret: SECRET, brokerTimeout: 1000 });
     const started = Date.now();

@@ -5,8 +5,9 @@
  * SIGKILL) leaves no redis-server behind.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { repoRoot } from './helpers.js';
@@ -48,17 +49,17 @@ async function freePort(): Promise<number> {
   });
 }
 
-/** Whether something answers a RESP PING on the port (+PONG, or -NOAUTH when a password is set). */
-function answersPing(port: number): Promise<boolean> {
+/** Whether something answers a RESP PING on the port (+PONG, or -NOAUTH when a password is set); over TLS when given its CA. */
+function answersPing(port: number, ca: Buffer | undefined): Promise<boolean> {
   return new Promise((resolve) => {
-    const socket = connect(port, '127.0.0.1');
+    const socket = ca === undefined ? connect(port, '127.0.0.1') : tlsConnect({ port, host: '127.0.0.1', ca });
     const done = (ok: boolean): void => {
       socket.destroy();
       resolve(ok);
     };
     socket.setTimeout(500, () => done(false));
     socket.once('error', () => done(false));
-    socket.once('connect', () => socket.write('*1\r\n$4\r\nPING\r\n'));
+    socket.once(ca === undefined ? 'connect' : 'secureConnect', () => socket.write('*1\r\n$4\r\nPING\r\n'));
     socket.once('data', (data: Buffer) => done(/^(\+PONG|-NOAUTH)/.test(data.toString())));
   });
 }
@@ -69,7 +70,7 @@ interface Running {
   exited: Promise<void>;
 }
 
-async function launch(port: number, dir: string, args: string[]): Promise<Running> {
+async function launch(port: number, dir: string, args: string[], ca?: Buffer): Promise<Running> {
   const shell = spawn('/bin/sh', ['-c', WATCHDOG, 'sh', REDIS_SERVER, ...args], {
     cwd: dir,
     env: { ...process.env, MEMJOB_TEST_REDIS_DIR: dir },
@@ -93,7 +94,7 @@ async function launch(port: number, dir: string, args: string[]): Promise<Runnin
   shell.stderr!.on('data', collect);
   const deadline = Date.now() + 10_000;
   for (;;) {
-    if (pid > 0 && (await answersPing(port))) return { shell, pid, exited };
+    if (pid > 0 && (await answersPing(port, ca))) return { shell, pid, exited };
     if (exitedEarly || Date.now() > deadline) {
       shell.stdin!.end(); // the watchdog kills a server that started but does not answer
       if (!exitedEarly) shell.kill('SIGKILL');
@@ -104,20 +105,24 @@ async function launch(port: number, dir: string, args: string[]): Promise<Runnin
 }
 
 /** Starts redis-server on a free port of 127.0.0.1, with its own folder under tmp/ and no persistence; resolves once it answers PING. */
-export async function startRedis(options: { password?: string; args?: string[] } = {}): Promise<RedisServer> {
+export async function startRedis(options: { password?: string; args?: string[]; tls?: { cert: string; key: string; ca: string } } = {}): Promise<RedisServer> {
   if (!existsSync(REDIS_SERVER)) {
     // Never a silent skip: the broker tests must run where CI says they do.
     throw new Error(`startRedis: expected redis-server at ${REDIS_SERVER}, received nothing there; install it (apt-get install redis-server) or set MEMJOB_TEST_REDIS_SERVER`);
   }
   const port = await freePort();
   const dir = mkdtempSync(join(repoRoot, 'tmp', 'test-redis-'));
-  const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--logfile', ''];
+  const { tls } = options;
+  // With tls: only the TLS port listens (clients need not present a certificate).
+  const listen = tls === undefined ? ['--port', String(port)] : ['--port', '0', '--tls-port', String(port), '--tls-cert-file', tls.cert, '--tls-key-file', tls.key, '--tls-ca-cert-file', tls.ca, '--tls-auth-clients', 'no'];
+  const ca = tls === undefined ? undefined : readFileSync(tls.ca);
+  const args = [...listen, '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--logfile', ''];
   if (options.password !== undefined) args.push('--requirepass', options.password);
   args.push(...(options.args ?? []));
   let running: Running | undefined;
   let stopped = false;
   try {
-    running = await launch(port, dir, args);
+    running = await launch(port, dir, args, ca);
   } catch (error) {
     rmSync(dir, { recursive: true, force: true });
     throw error;
@@ -139,7 +144,7 @@ export async function startRedis(options: { password?: string; args?: string[] }
   const auth = options.password === undefined ? '' : `:${encodeURIComponent(options.password)}@`;
   return {
     port,
-    url: `redis://${auth}127.0.0.1:${port}`,
+    url: `${tls === undefined ? 'redis' : 'rediss'}://${auth}127.0.0.1:${port}`,
     dir,
     kill,
     async stop() {
@@ -151,10 +156,10 @@ export async function startRedis(options: { password?: string; args?: string[] }
     async restart() {
       if (stopped) throw new Error('restart: expected a server not stopped, received one stopped');
       await kill('SIGKILL');
-      running = await launch(port, dir, args);
+      running = await launch(port, dir, args, ca);
     },
     async keys(pattern = '*') {
-      const client = new Redis({ port, host: '127.0.0.1', password: options.password, lazyConnect: true, maxRetriesPerRequest: 0 });
+      const client = new Redis({ port, host: '127.0.0.1', password: options.password, lazyConnect: true, maxRetriesPerRequest: 0, ...(ca === undefined ? {} : { tls: { ca } }) });
       client.on('error', () => undefined);
       try {
         await client.connect();
