@@ -416,7 +416,7 @@ describe('Parallel on backend bullmq', () => {
 });
 
 describe('bullmq backend without a broker', () => {
-  it('talks TLS to a rediss:// broker with a private CA (the worker trusts it through NODE_EXTRA_CA_CERTS, the parent through ioredis options' tls.ca)', async () => {
+  it('talks TLS to a rediss:// broker with a private CA (the worker trusts it through NODE_EXTRA_CA_CERTS, the parent through the tls.ca of ioredis options)', async () => {
     const dir = scratch.file('tls');
     mkdirSync(dir);
     const openssl = (...args: string[]) => expect(spawnSync('openssl', args, { cwd: dir }).status).toBe(0);
