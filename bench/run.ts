@@ -19,6 +19,7 @@ const benchmarks: Record<string, () => Promise<BenchModule>> = {
   dump: () => import('./dump.js'),
   parallel: () => import('./parallel.js'),
   multiprocessing: () => import('./multiprocessing.js'),
+  distributed: () => import('./distributed.js'),
 };
 
 const wanted = process.argv.slice(2);

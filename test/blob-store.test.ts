@@ -136,6 +136,24 @@ describe('blobs in Redis', () => {
     expect(await redis.pttl(uploaded!.keys[1]!)).toBeGreaterThan(50_000);
   });
 
+  it('uploads a private file in one pass under an upload key, hashing as it sends; the download checks that sha', async () => {
+    const t = await target();
+    const uploaded = await uploadBlob(redis, t, { path: bigFile, offset: OFFSET, length: payload.length, privateFile: true });
+    expect(uploaded?.info.sha).toBe(payloadInfo.sha);
+    expect(uploaded?.info.size).toBe(payload.length);
+    expect(uploaded?.info.key).toMatch(/^[0-9a-f]{32}$/);
+    expect(uploaded?.keys).toEqual([0, 1, 2].map((i) => chunkKey(t.prefix, uploaded!.info.key!, i)));
+    const dest = scratch.file('one-pass.bin');
+    await downloadBlob(redis, t.prefix, uploaded!.info, dest);
+    expect(readFileSync(dest).equals(payload)).toBe(true);
+    // The same key with another sha (a forged or stale info) fails the check, and leaves no file.
+    const wrong = scratch.file('one-pass-wrong.bin');
+    const error = await rejection(downloadBlob(redis, t.prefix, { ...uploaded!.info, sha: 'a'.repeat(64) }, wrong));
+    expect(error.code).toBe(ErrorCodes.FORMAT);
+    expect(existsSync(wrong)).toBe(false);
+    await redis.unlink(...uploaded!.keys);
+  });
+
   it('round-trips an empty blob (one empty chunk)', async () => {
     const empty = scratch.file('empty.bin');
     writeFileSync(empty, '');

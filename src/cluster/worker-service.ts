@@ -182,7 +182,10 @@ export class WorkerService {
     const pinned: string[] = [];
     try {
       const state = this.#runState(run, body);
+      const downloads = this.#cache.stats().count;
       const result = await this.#runBatch(run, body, state, pinned, signal ?? new AbortController().signal);
+      // New downloads are published before the answer: `cluster status` right after a run counts them.
+      if (this.#cache.stats().count !== downloads) await this.#beat();
       return sealResult(secret, queue, run, batch, result);
     } finally {
       for (const path of pinned) this.#cache.unpin(path);
@@ -259,7 +262,7 @@ export class WorkerService {
     try {
       const target = { prefix: runPrefix(queue, run), aliveKey: aliveKey(queue, run), ttlMs: RUN_TTL_MS };
       for (const file of files) {
-        const uploaded = await uploadBlob(this.#redis!, target, { path: file.path });
+        const uploaded = await uploadBlob(this.#redis!, target, { path: file.path, privateFile: true });
         if (uploaded === null) return { results: [], blobs: [], skipped: true }; // the run ended meanwhile: nothing to send
         blobs.push([file.id, uploaded.info]);
       }

@@ -12,6 +12,7 @@ import { memjobExports } from '../transport/memjob-exports.js';
 import { refuseMainReentry } from '../transport/worker-context.js';
 import type { Backend, Transport } from './backends/backend.js';
 import { BullmqBackend } from './backends/bullmq-backend.js';
+import { AutoBatcher, REMOTE_BATCH_GROWTH } from './batching.js';
 import { SequentialBackend } from './backends/sequential.js';
 import type { WorkerBackend } from './backends/worker-backend.js';
 import { withParallelConfig } from './config.js';
@@ -31,6 +32,8 @@ export class Parallel<RA extends ReturnAs = 'array'> {
   /** Its workers, from the first run until close(): taken from the shared executor, or its own with reuse: false. */
   #workers: WorkerBackend | undefined;
   #workerOptions: WorkerOptions | undefined;
+  /** backend 'bullmq': the batch size learnt by earlier runs. */
+  #batcher: AutoBatcher | undefined;
   /** backend 'bullmq': its broker connection, until close(). */
   #remote: Backend | undefined;
   /** How calls cross to workers; holds the dump cache, kept until close(). */
@@ -102,7 +105,9 @@ export class Parallel<RA extends ReturnAs = 'array'> {
       const { maxNbytes, mmapMode, tempFolder } = this.options;
       this.#transport ??= backend.transport({ maxNbytes, mmapMode, tempFolder, cacheDumps: true });
       const knownTotal = Array.isArray(tasks) ? tasks.length : undefined;
-      const run = new Run(tasks, this.options, backend, this.#transport, sink, knownTotal);
+      // Through a broker the ramp from one task per batch costs round trips of milliseconds each: a Parallel's runs share one batcher.
+      if (this.options.backend === 'bullmq') this.#batcher ??= new AutoBatcher(REMOTE_BATCH_GROWTH);
+      const run = new Run(tasks, this.options, backend, this.#transport, sink, knownTotal, this.#batcher);
       this.#current = run;
       const release = () => {
         this.#current = null;

@@ -7,7 +7,7 @@
  */
 import { ErrorCodes, MemjobError } from '../errors.js';
 import type { Backend, ExitInfo, Slot, Transport } from './backends/backend.js';
-import { AutoBatcher, FixedBatcher } from './batching.js';
+import { AutoBatcher, FixedBatcher, REMOTE_BATCH_GROWTH, REMOTE_MIN_BATCH_MS } from './batching.js';
 import { isDelayedCall, type DelayedCall } from './delayed.js';
 import { Dispatcher, type DispatchBatch, type DispatchOwner, type Failure } from './dispatcher.js';
 import { notDelayed, type ResolvedOptions } from './options.js';
@@ -77,6 +77,8 @@ export class Run implements DispatchOwner<RunBatch> {
     readonly transport: Transport,
     readonly sink: ResultSink,
     readonly knownTotal: number | undefined,
+    /** A batcher that outlives the run (bullmq: a Parallel's next run starts at the size this one found, as joblib's backend keeps its batch size). */
+    kept?: AutoBatcher,
   ) {
     ({ pull: this.#pull, close: this.#closeInput } = puller(tasks));
     this.done = new Promise((resolve, reject) => {
@@ -85,7 +87,7 @@ export class Run implements DispatchOwner<RunBatch> {
     });
     this.done.catch(() => undefined); // observed by the caller; never an unhandled rejection here
     // In this thread, 'auto' runs one call at a time, as joblib's sequential backend does.
-    const auto = backend.name === 'sequential' ? new FixedBatcher(1) : new AutoBatcher();
+    const auto = kept ?? (backend.name === 'sequential' ? new FixedBatcher(1) : new AutoBatcher(backend.name === 'bullmq' ? REMOTE_BATCH_GROWTH : 2));
     this.#batcher = options.batchSize === 'auto' ? auto : new FixedBatcher(options.batchSize);
     this.#dispatcher = new Dispatcher(backend, transport, this, options.taskTimeout);
     const backendLine =
@@ -193,6 +195,8 @@ export class Run implements DispatchOwner<RunBatch> {
       // Near the end, smaller batches keep every worker busy to the last task.
       const remaining = this.knownTotal - this.#dispatched;
       size = Math.max(1, Math.min(size, Math.ceil(remaining / (2 * this.options.nJobs))));
+      // Through a broker each batch costs a round trip of milliseconds: the last ones do not shrink below a few of those.
+      if (this.backend.name === 'bullmq' && this.#batcher instanceof AutoBatcher) size = Math.max(size, Math.min(this.#batcher.sizeLasting(REMOTE_MIN_BATCH_MS), remaining));
     }
     const calls: DelayedCall[] = [];
     const indices: number[] = [];

@@ -67,12 +67,13 @@ export class BlobCache {
    */
   async get(redis: Redis, prefix: string, info: BlobInfo, options: { pin?: boolean } = {}): Promise<string> {
     this.#checkOpen('get');
-    const { sha, size } = checkBlobInfo('BlobCache.get', info);
+    const checked = checkBlobInfo('BlobCache.get', info);
+    const { sha, size } = checked;
     let entry = this.#entries.get(sha);
     if (entry === undefined) {
       let download = this.#inFlight.get(sha);
       if (download === undefined) {
-        download = this.#download(redis, prefix, { sha, size }).finally(() => this.#inFlight.delete(sha));
+        download = this.#download(redis, prefix, checked).finally(() => this.#inFlight.delete(sha));
         this.#inFlight.set(sha, download);
       }
       entry = await download;

@@ -223,7 +223,7 @@ export class BullmqTransport implements Transport {
     const blob = this.#blobs[id]!;
     blob.uploaded ??= (async () => {
       const target = { prefix: runPrefix(this.settings.queue, this.run), aliveKey: aliveKey(this.settings.queue, this.run), ttlMs: RUN_TTL_MS };
-      const uploaded = await uploadBlob(redis, target, { path: blob.path });
+      const uploaded = await uploadBlob(redis, target, { path: blob.path, privateFile: true });
       if (uploaded === null) throw new Error('the run ended while its arrays were being uploaded');
       for (const key of uploaded.keys) this.#keys.add(key);
       return uploaded.info;
