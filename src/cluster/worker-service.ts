@@ -35,6 +35,7 @@ import { LocalPool } from './local-pool.js';
 /** How long a job's lock lasts without renewal (BullMQ renews it every half): a dead worker's batch moves on after about this. */
 export const LOCK_MS = 4_000;
 export const STALL_CHECK_MS = 1_500;
+const ALIVE_CACHE_MS = 1_000;
 
 export interface WorkerServiceOptions {
   broker: BrokerOption;
@@ -60,6 +61,8 @@ export class WorkerService {
   readonly #pool: LocalPool;
   readonly #cache: BlobCache;
   readonly #runs = new Map<string, RunState>();
+  /** Until when each run is known to be live (see #alive). */
+  readonly #aliveUntil = new Map<string, number>();
   /** Active jobs by run, so a cancel reaches them. */
   readonly #active = new Map<string, Set<string>>();
   #redis: Redis | undefined;
@@ -135,6 +138,7 @@ export class WorkerService {
     // Runs whose end message was missed (a parent that died): their local files go after the run's TTL.
     const now = Date.now();
     for (const [run, state] of this.#runs) if (now - state.lastUsed > RUN_TTL_MS && !this.#active.has(run)) this.#endRun(run);
+    for (const [run, until] of this.#aliveUntil) if (until < now) this.#aliveUntil.delete(run);
   }
 
   #control(text: string): void {
@@ -152,6 +156,7 @@ export class WorkerService {
   }
 
   #endRun(run: string): void {
+    this.#aliveUntil.delete(run);
     const state = this.#runs.get(run);
     if (state === undefined) return;
     this.#runs.delete(run);
@@ -172,8 +177,7 @@ export class WorkerService {
       throw new UnrecoverableError(refusalReason(refusal));
     }
     const { run, batch } = envelope;
-    const redis = this.#redis!;
-    if ((await redis.exists(aliveKey(queue, run))) === 0) {
+    if (!(await this.#alive(run))) {
       return sealResult(secret, queue, run, batch, { results: [], blobs: [], skipped: true } satisfies ResultBody);
     }
     const active = this.#active.get(run) ?? new Set<string>();
@@ -192,6 +196,21 @@ export class WorkerService {
       active.delete(job.id!);
       if (active.size === 0) this.#active.delete(run);
     }
+  }
+
+  /**
+   * Whether the run is still live on the broker. A positive answer holds for
+   * a second (a run of tiny batches asks once, not once per batch); a run
+   * that ended within it may still have a batch run, whose answer is ignored
+   * and whose blobs the alive check in blob-store refuses.
+   */
+  async #alive(run: string): Promise<boolean> {
+    const known = this.#aliveUntil.get(run);
+    if (known !== undefined && known > Date.now()) return true;
+    const alive = (await this.#redis!.exists(aliveKey(this.#options.queue, run))) === 1;
+    if (alive) this.#aliveUntil.set(run, Date.now() + ALIVE_CACHE_MS);
+    else this.#aliveUntil.delete(run);
+    return alive;
   }
 
   #runState(run: string, body: JobBody): RunState {
