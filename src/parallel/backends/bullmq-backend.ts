@@ -44,6 +44,10 @@ interface Pending {
   batchId: number;
   transport: BullmqTransport;
   run: string;
+  /** The job is on the broker (its blobs are uploaded first). */
+  added: boolean;
+  /** The broker knew nothing of the job at the last look: answered (and removed) with the answer not yet here, or lost. */
+  missing: boolean;
 }
 
 const WORKER_POLL_MS = 200;
@@ -114,11 +118,13 @@ export class BullmqBackend implements Backend {
     const through = transport as BullmqTransport;
     const id = jobId(through.run, outgoing.batchId);
     remote.inFlight.add(outgoing.batchId);
-    this.#pending.set(id, { slot: remote, batchId: outgoing.batchId, transport: through, run: through.run });
+    const pending: Pending = { slot: remote, batchId: outgoing.batchId, transport: through, run: through.run, added: false, missing: false };
+    this.#pending.set(id, pending);
     void (async () => {
       const body = await through.body(outgoing.batch, outgoing.taskTimeout, hostName);
       const job = sealJob(this.settings.secret, this.settings.queue, through.run, outgoing.batchId, body);
       await this.#queue!.add('batch', job, { jobId: id, removeOnComplete: true, removeOnFail: true, attempts: 1 });
+      pending.added = true;
     })().catch((error: unknown) => this.#finish(id, { results: [], failure: { index: 0, error: Promise.resolve(this.#unavailable(error)) } }));
   }
 
@@ -191,7 +197,11 @@ export class BullmqBackend implements Backend {
       // Blocking reads need a connection of their own.
       this.#eventsConnection = redis.duplicate();
       this.#eventsConnection.on('error', () => undefined);
-      const events = new QueueEvents(name, { connection: this.#eventsConnection, prefix: BULL_PREFIX });
+      // Read from the stream's last event as it is now, not from '$' when the first blocking read happens
+      // to start: an answer that arrived in between (a busy machine, a fast worker) would be missed for good.
+      const [latest] = (await redis.xrevrange(`${BULL_PREFIX}:${name}:events`, '+', '-', 'COUNT', 1)) as [string, string[]][];
+      const lastEventId = latest?.[0] ?? '0-0';
+      const events = new QueueEvents(name, { connection: this.#eventsConnection, prefix: BULL_PREFIX, lastEventId });
       events.on('error', () => undefined); // a lost connection is handled below, through redis' own events
       await events.waitUntilReady();
       events.on('completed', ({ jobId: id, returnvalue }) => this.#completed(id, returnvalue));
@@ -240,6 +250,7 @@ export class BullmqBackend implements Backend {
         lastSeen = Date.now();
         return;
       }
+      void this.#checkLost('its answer never arrived');
       void this.#hasWorkers(redis).then((found) => {
         if (found) lastSeen = Date.now();
         else if (Date.now() - lastSeen > patience && this.#pending.size > 0) {
@@ -305,21 +316,36 @@ export class BullmqBackend implements Backend {
   #connectionBack(): void {
     clearTimeout(this.#lostTimer);
     this.#lostTimer = undefined;
+    for (const pending of this.#pending.values()) pending.missing = false;
+    void this.#checkLost('the broker restarted and lost it');
+  }
+
+  /**
+   * Looks for batches the broker no longer has although their answer never
+   * came: a job answered is removed at once and its answer follows within
+   * milliseconds, so a job missing at two looks in a row (2 s apart, or 0.5 s
+   * after a reconnect) is lost, and the run fails instead of waiting for ever.
+   */
+  async #checkLost(how: string): Promise<void> {
     const queue = this.#queue;
     if (queue === undefined) return;
-    void (async () => {
-      for (const id of [...this.#pending.keys()]) {
-        const state = await queue.getJobState(id).catch(() => 'unknown');
-        if (state !== 'unknown' || !this.#pending.has(id)) continue;
-        // Answered meanwhile (removeOnComplete) or lost: only a batch still pending after a last look counts as lost.
-        await new Promise((resolve) => setTimeout(resolve, 500));
-        if (!this.#pending.has(id)) continue;
-        this.listener?.onBackendFailed(
-          Promise.resolve(new MemjobError(ErrorCodes.BACKEND_UNAVAILABLE, `${this.where}: the Redis broker at ${describeBroker(this.settings.broker)} restarted and lost this run's jobs`)),
-        );
-        return;
+    for (const [id, pending] of [...this.#pending]) {
+      if (!pending.added) continue;
+      const state = await queue.getJobState(id).catch(() => 'error');
+      if (state !== 'unknown' || !this.#pending.has(id)) {
+        pending.missing = false;
+        continue;
       }
-    })();
+      if (!pending.missing) {
+        pending.missing = true;
+        if (how.startsWith('the broker')) setTimeout(() => void this.#checkLost(how), 500).unref();
+        continue;
+      }
+      this.listener?.onBackendFailed(
+        Promise.resolve(new MemjobError(ErrorCodes.BACKEND_UNAVAILABLE, `${this.where}: a batch of this run is gone from the Redis broker at ${describeBroker(this.settings.broker)}: ${how}`)),
+      );
+      return;
+    }
   }
 
   #unavailable(error: unknown): Error {
