@@ -388,6 +388,31 @@ describe('Parallel on backend bullmq', () => {
     }
   });
 
+  it('a worker told to stop (SIGTERM) mid-run finishes its batches first and exits 0; it printed a line for each run it served', async () => {
+    const p = remote({ batchSize: 1 });
+    const slow = (n: number) => {
+      const until = Date.now() + 600;
+      while (Date.now() < until);
+      return n;
+    };
+    try {
+      const run = p.run([0, 1, 2, 3].map((n) => delayed(slow)(n)));
+      await new Promise((resolve) => setTimeout(resolve, 300)); // both machines are running a batch
+      const exited = stopWorker(machineB);
+      expect(await run).toEqual([0, 1, 2, 3]);
+      expect(await exited).toBe(0);
+    } finally {
+      await p.close();
+    }
+    expect(machineB.output()).toMatch(/\[memjob worker \S+:\d+\] serving run [0-9a-f]{8} from \S+/);
+    expect(machineB.output()).toContain('stopping: finishing the batches in progress');
+    const text = await runCommand(process.execPath, [cli, 'cluster', 'status', '--broker', redis.url]);
+    expect(text.stdout).toMatch(/^queue 'memjob': \d+ waiting, \d+ active/m);
+    expect(text.stdout).toContain(`pid ${machineA.child.pid}:`);
+    expect(text.stdout).not.toContain(`pid ${machineB.child.pid}:`); // unregistered as it stopped
+    machineB = await startWorker('b', { project: workerProject });
+  }, 30_000);
+
   it('a worker SIGKILLed and another frozen (SIGSTOP) mid-run: their batches go to a third, every result arrives once, and the late answer recreates nothing', async () => {
     const machineC = await startWorker('c', { project: workerProject });
     const p = remote({ batchSize: 1 });
@@ -426,14 +451,16 @@ describe('bullmq backend without a broker', () => {
     openssl('x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.pem', '-days', '1', '-extfile', 'ext.cnf');
     const tls = await startRedis({ tls: { cert: join(dir, 'server.pem'), key: join(dir, 'server.key'), ca: join(dir, 'ca.pem') } });
     const env = { MEMJOB_SECRET: SECRET, NODE_EXTRA_CA_CERTS: join(dir, 'ca.pem') };
-    const child = spawn(process.execPath, [cli, 'worker', '--broker', tls.url, '--jobs', '1', '--temp-folder', scratch.file('root-a')], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+    // This one runs its tasks on worker threads: the blob is mapped in a thread as in a child process.
+    const child = spawn(process.execPath, [cli, 'worker', '--broker', tls.url, '--jobs', '1', '--backend', 'threads', '--temp-folder', scratch.file('root-a')], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
     started.add(child);
     try {
       await new Promise<void>((resolve) => child.stdout!.on('data', (d: Buffer) => d.toString().includes('serving queue') && resolve()));
       expect(tls.url).toMatch(/^rediss:/);
       const p = new Parallel({ backend: 'bullmq', broker: { host: '127.0.0.1', port: tls.port, tls: { ca: readFileSync(join(dir, 'ca.pem')) } }, secret: SECRET });
       try {
-        expect(await p.run([delayed((a: Float64Array) => a.length)(new Float64Array(200_000))])).toEqual([200_000]);
+        // A worker thread shares the service's pid (a child process would not).
+        expect(await p.run([delayed((a: Float64Array) => [a.length, process.pid])(new Float64Array(200_000))])).toEqual([[200_000, child.pid]]);
       } finally {
         await p.close();
       }
