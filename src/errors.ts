@@ -27,6 +27,11 @@ export const ErrorCodes = Object.freeze({
   NATIVE_LOAD: 'MEMJOB_ERR_NATIVE_LOAD',
   /** A dump or .npy file that is corrupt, truncated, or not one memjob can read. */
   FORMAT: 'MEMJOB_ERR_FORMAT',
+  /**
+   * A pickle (a joblib file) names a global outside the allowlist (`posix.system`, `builtins.eval`, ...), or uses
+   * persistent ids or the extension registry: it is refused before anything is built, and nothing is ever run.
+   */
+  UNSAFE_PICKLE: 'MEMJOB_ERR_UNSAFE_PICKLE',
   /** A .npy array in non-native byte order asked for memory-mapped (it would read as wrong numbers). */
   BYTE_ORDER: 'MEMJOB_ERR_BYTE_ORDER',
   /** dump() met a value it cannot store (a function, a symbol, a class instance, a cycle), or a task's argument or result cannot be copied to or from a worker. */

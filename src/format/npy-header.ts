@@ -166,6 +166,11 @@ function resolveDescr(value: PyValue, ctx: NpyContext): { dtype: DType; swap: bo
   return { dtype, swap: dtypeInfo(dtype).itemsize > 1 && fileLittle !== littleEndian, descr };
 }
 
+/** The memjob dtype of a numpy descr string ('<f8', '|b1'), and whether its bytes need swapping on this machine. */
+export function dtypeOfDescr(descr: string, ctx: NpyContext): { dtype: DType; swap: boolean } {
+  return resolveDescr({ type: 'str', value: descr, source: quote(descr) }, ctx);
+}
+
 function unsupported(ctx: NpyContext, descr: string, what: string | undefined): MemjobError {
   const shown = descr.length > 80 ? `${descr.slice(0, 80)}...` : descr;
   return new MemjobError(

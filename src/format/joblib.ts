@@ -1,0 +1,134 @@
+/**
+ * loadJoblibSync(): a file written by Python's `joblib.dump`, read without
+ * running anything from it. The pickle goes through memjob's restricted
+ * unpickler (pickle/unpickler.ts), which rebuilds only the numpy and joblib
+ * globals joblib writes for arrays, dtypes and scalars (pickle/joblib-globals.ts)
+ * and refuses every other global (MEMJOB_ERR_UNSAFE_PICKLE) before anything
+ * is built. Arrays (joblib >= 0.12 writes their bytes inline after each
+ * NumpyArrayWrapper) come back as NDArrays in memory.
+ *
+ * This first version reads uncompressed files into memory. Compressed files,
+ * mmapMode, joblib 0.9's side files and dumpJoblib() are issue 14's next steps;
+ * until then they are refused with a MemjobError that says so.
+ */
+import { closeSync, constants as fsConstants, readSync } from 'node:fs';
+import { ErrorCodes, MemjobError, systemError } from '../errors.js';
+import { dtypeInfo, type TypedArray } from '../memmap/dtype.js';
+import { NDArray } from '../memmap/ndarray.js';
+import { parseFilename } from '../system/filename.js';
+import { openRegularFile } from '../system/regular-file.js';
+import { dtypeOfDescr } from './npy-header.js';
+import { resolveJoblibGlobal, type NdarrayDescription } from './pickle/joblib-globals.js';
+import { BufferReader } from './pickle/reader.js';
+import { unpickle } from './pickle/unpickler.js';
+
+/** Largest file read whole (V8's largest Buffer); larger files will need the file-backed reader. */
+const MAX_FILE_BYTES = 2 ** 31 - 1;
+
+/** The first bytes of the compressed formats joblib writes (numpy_pickle_utils.py): refused for now. */
+const COMPRESSED: [string, number[]][] = [
+  ['zlib', [0x78]],
+  ['gzip', [0x1f, 0x8b]],
+  ['bz2', [0x42, 0x5a, 0x68]],
+  ['xz', [0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]],
+  ['lzma', [0x5d, 0x00]],
+  ['lz4', [0x04, 0x22, 0x4d, 0x18]],
+];
+
+/**
+ * Reads a `joblib.dump` file. Python dicts come back as Maps (their keys may
+ * be ints or tuples), lists and tuples as Arrays, bytes as Uint8Arrays, ints
+ * as numbers (BigInt beyond 2^53), numpy arrays as NDArrays.
+ */
+export function loadJoblibSync(filename: string | URL): unknown {
+  const where = 'loadJoblibSync';
+  const path = parseFilename(filename, where);
+  const bytes = readWhole(path, where);
+  const compressed = COMPRESSED.find(([, magic]) => magic.every((byte, i) => bytes[i] === byte));
+  if (compressed !== undefined && bytes[0] !== 0x80) {
+    throw new MemjobError(
+      ErrorCodes.FORMAT,
+      `${where}: expected an uncompressed joblib file, received one compressed with ${compressed[0]} ('${path}'); this version reads uncompressed files only (joblib.dump(..., compress=0))`,
+      { path },
+    );
+  }
+  let value: unknown;
+  try {
+    value = unpickle(new BufferReader(bytes), { resolve: resolveJoblibGlobal });
+  } catch (error) {
+    if (error instanceof MemjobError) throw new MemjobError(error.code, `${where}: '${path}': ${error.message}`, { path });
+    throw error;
+  }
+  return toValues(value, path, where);
+}
+
+function readWhole(path: string, where: string): Uint8Array {
+  const { fd, size } = openRegularFile(path, fsConstants.O_RDONLY, where);
+  try {
+    if (size > MAX_FILE_BYTES) {
+      throw new MemjobError(ErrorCodes.VIEW_TOO_LARGE, `${where}: expected a joblib file of at most ${MAX_FILE_BYTES} bytes, received ${size} ('${path}')`, { path });
+    }
+    const bytes = new Uint8Array(size);
+    for (let done = 0; done < size; ) {
+      const got = readSync(fd, bytes, done, size - done, done);
+      if (got === 0) throw new MemjobError(ErrorCodes.FORMAT, `${where}: '${path}' shrank while being read`, { path });
+      done += got;
+    }
+    return bytes;
+  } catch (error) {
+    throw error instanceof MemjobError ? error : systemError(where, error, path);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function isNdarray(value: unknown): value is NdarrayDescription {
+  return typeof value === 'object' && value !== null && (value as { kind?: unknown }).kind === 'ndarray' && (value as { bytes?: unknown }).bytes instanceof Uint8Array;
+}
+
+/** Replaces array descriptions with NDArrays, in place of the containers the unpickler made (it made every one of them). */
+function toValues(root: unknown, path: string, where: string): unknown {
+  const convert = (value: unknown): unknown => (isNdarray(value) ? toNDArray(value, path, where) : value);
+  const stack: unknown[] = [root];
+  const seen = new Set<object>();
+  while (stack.length > 0) {
+    const value = stack.pop();
+    if (typeof value !== 'object' || value === null || seen.has(value) || ArrayBuffer.isView(value)) continue;
+    seen.add(value);
+    if (Array.isArray(value)) {
+      for (let i = 0; i < value.length; i++) stack.push((value[i] = convert(value[i])));
+    } else if (value instanceof Map) {
+      for (const [key, item] of value) {
+        const converted = convert(item);
+        if (converted !== item) value.set(key, converted);
+        stack.push(converted);
+      }
+    } else if (value instanceof Set) {
+      for (const item of value) stack.push(item);
+    }
+  }
+  return convert(root);
+}
+
+function toNDArray(description: NdarrayDescription, path: string, where: string): NDArray {
+  const { dtype, swap } = dtypeOfDescr(description.dtype, { where, path });
+  const info = dtypeInfo(dtype);
+  const count = description.shape.reduce((a, b) => a * b, 1);
+  if (description.bytes.byteLength !== count * info.itemsize) {
+    throw new MemjobError(
+      ErrorCodes.FORMAT,
+      `${where}: expected ${count * info.itemsize} bytes for an array of shape [${description.shape}] and dtype '${description.dtype}', received ${description.bytes.byteLength} ('${path}')`,
+      { path },
+    );
+  }
+  // A copy: aligned for the element type, and owned by the caller.
+  const copy = new Uint8Array(description.bytes);
+  if (swap) {
+    const buffer = Buffer.from(copy.buffer, copy.byteOffset, copy.byteLength);
+    if (info.itemsize === 2) buffer.swap16();
+    else if (info.itemsize === 4) buffer.swap32();
+    else if (info.itemsize === 8) buffer.swap64();
+  }
+  const data = new info.arrayType(copy.buffer, 0, count) as TypedArray;
+  return new NDArray(data as never, { dtype, shape: description.shape, order: description.order });
+}
