@@ -4,6 +4,7 @@
  * gives them, and malicious pickles refused without running anything.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
+import { deflateSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { NDArray, loadJoblibSync } from '../src/index.js';
 import { failure, scratchDir } from './helpers.js';
@@ -44,7 +45,35 @@ describe('loadJoblibSync', () => {
     }
   });
 
-  it('says that compressed files are not read yet, and refuses a truncated file with FORMAT', () => {
+  for (const method of ['zlib', 'gzip']) {
+    it(`reads a ${method}-compressed joblib file (compress=('${method}', 3)) as the uncompressed one`, () => {
+      const packed = loadJoblibSync(fixture(`joblib_1.2_${method}.pkl`)) as Map<string, unknown>;
+      const plain = loadJoblibSync(fixture('joblib_1.2_p4.pkl')) as Map<string, unknown>;
+      expect(packed.get('b')).toEqual(plain.get('b'));
+      for (const key of ['a', 'd']) {
+        const [x, y] = [packed.get(key) as NDArray, plain.get(key) as NDArray];
+        expect([x.shape, x.order, x.dtype, Array.from(x.data as never)]).toEqual([y.shape, y.order, y.dtype, Array.from(y.data as never)]);
+      }
+    });
+  }
+
+  it('stops a decompression bomb at maxDecompressedBytes, and names the formats it does not read yet', () => {
+    const scratch = scratchDir('joblib-bomb');
+    try {
+      const bomb = scratch.file('bomb.pkl');
+      writeFileSync(bomb, deflateSync(new Uint8Array(16 * 1024 * 1024))); // 16 KiB that inflate to 16 MiB
+      const error = failure(() => loadJoblibSync(bomb, { maxDecompressedBytes: 1024 * 1024 }));
+      expect(error.code).toBe('MEMJOB_ERR_FORMAT');
+      expect(error.message).toContain('at most 1048576 bytes');
+      const xz = scratch.file('x.pkl.xz');
+      writeFileSync(xz, Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00, 0, 0]));
+      expect(failure(() => loadJoblibSync(xz)).message).toContain('compressed with xz');
+    } finally {
+      scratch.remove();
+    }
+  });
+
+  it('refuses a broken gzip stream and a truncated file with FORMAT', () => {
     const scratch = scratchDir('joblib-load');
     try {
       const gz = scratch.file('x.pkl.gz');

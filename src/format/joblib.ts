@@ -7,12 +7,14 @@
  * is built. Arrays (joblib >= 0.12 writes their bytes inline after each
  * NumpyArrayWrapper) come back as NDArrays in memory.
  *
- * This first version reads uncompressed files into memory. Compressed files,
- * mmapMode, joblib 0.9's side files and dumpJoblib() are issue 14's next steps;
- * until then they are refused with a MemjobError that says so.
+ * This version reads uncompressed files and zlib- or gzip-compressed ones
+ * (joblib compresses the whole pickle as one stream) into memory. bz2, lzma,
+ * xz and lz4, mmapMode, joblib 0.9's side files and dumpJoblib() are issue
+ * 14's next steps; until then they are refused with a MemjobError that says so.
  */
 import { closeSync, constants as fsConstants, readSync } from 'node:fs';
-import { ErrorCodes, MemjobError, systemError } from '../errors.js';
+import { gunzipSync, inflateSync } from 'node:zlib';
+import { ErrorCodes, MemjobError, invalidArg, systemError } from '../errors.js';
 import { dtypeInfo, type TypedArray } from '../memmap/dtype.js';
 import { NDArray } from '../memmap/ndarray.js';
 import { parseFilename } from '../system/filename.js';
@@ -40,18 +42,14 @@ const COMPRESSED: [string, number[]][] = [
  * be ints or tuples), lists and tuples as Arrays, bytes as Uint8Arrays, ints
  * as numbers (BigInt beyond 2^53), numpy arrays as NDArrays.
  */
-export function loadJoblibSync(filename: string | URL): unknown {
+export function loadJoblibSync(filename: string | URL, options: LoadJoblibOptions = {}): unknown {
   const where = 'loadJoblibSync';
   const path = parseFilename(filename, where);
-  const bytes = readWhole(path, where);
+  const limit = options.maxDecompressedBytes ?? MAX_FILE_BYTES;
+  if (!(Number.isSafeInteger(limit) && limit > 0 && limit <= MAX_FILE_BYTES)) throw invalidArg(where, 'maxDecompressedBytes', `a whole number of bytes from 1 to ${MAX_FILE_BYTES}`, limit);
+  let bytes = readWhole(path, where);
   const compressed = COMPRESSED.find(([, magic]) => magic.every((byte, i) => bytes[i] === byte));
-  if (compressed !== undefined && bytes[0] !== 0x80) {
-    throw new MemjobError(
-      ErrorCodes.FORMAT,
-      `${where}: expected an uncompressed joblib file, received one compressed with ${compressed[0]} ('${path}'); this version reads uncompressed files only (joblib.dump(..., compress=0))`,
-      { path },
-    );
-  }
+  if (compressed !== undefined && bytes[0] !== 0x80) bytes = decompress(compressed[0], bytes, limit, path, where);
   let value: unknown;
   try {
     value = unpickle(new BufferReader(bytes), { resolve: resolveJoblibGlobal });
@@ -60,6 +58,34 @@ export function loadJoblibSync(filename: string | URL): unknown {
     throw error;
   }
   return toValues(value, path, where);
+}
+
+export interface LoadJoblibOptions {
+  /** A compressed file may decompress to at most this many bytes (a decompression bomb stops here). Default and most: 2^31 - 1. */
+  maxDecompressedBytes?: number;
+}
+
+function decompress(method: string, bytes: Uint8Array, limit: number, path: string, where: string): Uint8Array {
+  if (method !== 'zlib' && method !== 'gzip') {
+    throw new MemjobError(
+      ErrorCodes.FORMAT,
+      `${where}: expected an uncompressed, zlib or gzip joblib file, received one compressed with ${method} ('${path}'); ` +
+        'this version does not read it yet: in Python, joblib.dump(joblib.load(f), f2, compress=("zlib", 3)) rewrites it',
+      { path },
+    );
+  }
+  try {
+    return (method === 'zlib' ? inflateSync : gunzipSync)(bytes, { maxOutputLength: limit });
+  } catch (error) {
+    const tooLarge = (error as { code?: unknown }).code === 'ERR_BUFFER_TOO_LARGE' || error instanceof RangeError;
+    throw new MemjobError(
+      ErrorCodes.FORMAT,
+      tooLarge
+        ? `${where}: expected a ${method} stream that decompresses to at most ${limit} bytes (maxDecompressedBytes), received more ('${path}')`
+        : `${where}: expected a whole ${method} stream, received a broken one ('${path}'): ${(error as Error).message}`,
+      { path, cause: error },
+    );
+  }
 }
 
 function readWhole(path: string, where: string): Uint8Array {
