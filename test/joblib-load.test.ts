@@ -6,7 +6,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { deflateSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { NDArray, loadJoblibSync } from '../src/index.js';
+import { Memmap, NDArray, hasShareableMemory, loadJoblibSync } from '../src/index.js';
 import { failure, scratchDir } from './helpers.js';
 
 const fixture = (name: string) => new URL(`./fixtures/pickle/${name}`, import.meta.url);
@@ -36,6 +36,53 @@ describe('loadJoblibSync', () => {
       expect((value.get('d') as NDArray).dtype).toBe('int64');
     });
   }
+
+  it("maps an uncompressed file's arrays where they lie with mmapMode, as joblib.load(f, mmap_mode='r') does", () => {
+    const offsets = (expected.joblib['joblib_1.2_p4.pkl'] as unknown as { offsets: Record<string, number> }).offsets;
+    const value = loadJoblibSync(fixture('joblib_1.2_p4.pkl'), { mmapMode: 'r' }) as Map<string, unknown>;
+    const plain = loadJoblibSync(fixture('joblib_1.2_p4.pkl')) as Map<string, unknown>;
+    for (const key of ['a', 'd']) {
+      const mapped = value.get(key) as Memmap;
+      expect(mapped, key).toBeInstanceOf(Memmap);
+      expect(mapped.offset).toBe(offsets[key]); // where joblib maps it
+      expect(mapped.mode).toBe('r');
+      expect(hasShareableMemory(mapped)).toBe(true);
+      const copy = plain.get(key) as NDArray;
+      expect([mapped.shape, mapped.order, Array.from(mapped.data as never)]).toEqual([copy.shape, copy.order, Array.from(copy.data as never)]); // the storage, in file order
+      mapped.close();
+    }
+    expect(value.get('b')).toEqual([1, 'x', null]);
+  });
+
+  it('copies, with a warning, an array whose offset does not suit its type; reads a compressed file into memory with a warning', async () => {
+    const scratch = scratchDir('joblib-mmap');
+    const warnings: string[] = [];
+    const onWarning = (warning: Error & { code?: string }) => warnings.push(String(warning.code));
+    process.on('warning', onWarning);
+    try {
+      // One padding byte fewer before the first array: every array after it starts one byte earlier, off its 8-byte alignment.
+      const whole = readFileSync(fixture('joblib_1.2_p4.pkl'));
+      const first = (expected.joblib['joblib_1.2_p4.pkl'] as unknown as { offsets: Record<string, number> }).offsets['a']!;
+      let pad = 0;
+      while (whole[first - 1 - pad] === 0xff) pad++;
+      expect(whole[first - 1 - pad]).toBe(pad);
+      const shifted = Buffer.concat([whole.subarray(0, first - 1 - pad), Buffer.from([pad - 1]), whole.subarray(first - pad, first - 1), whole.subarray(first)]);
+      const path = scratch.file('shifted.pkl');
+      writeFileSync(path, shifted);
+      const value = loadJoblibSync(path, { mmapMode: 'r' }) as Map<string, unknown>;
+      const a = value.get('a') as NDArray;
+      expect(a).toBeInstanceOf(NDArray);
+      expect(Array.from(a.data as Float64Array)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+      const zlib = loadJoblibSync(fixture('joblib_1.2_zlib.pkl'), { mmapMode: 'r' }) as Map<string, unknown>;
+      expect(zlib.get('a')).toBeInstanceOf(NDArray);
+      await new Promise((resolve) => setImmediate(resolve)); // warnings are emitted on the next tick
+      expect(warnings).toContain('MEMJOB_JOBLIB_COPIED');
+      expect(warnings).toContain('MEMJOB_COMPRESSED_MMAP');
+    } finally {
+      process.off('warning', onWarning);
+      scratch.remove();
+    }
+  });
 
   it('refuses a pickle that would run os.system, naming the global, and runs nothing', () => {
     for (const name of ['evil_system_p0.pkl', 'evil_system_p2.pkl', 'evil_system_p4.pkl', 'evil_eval_p2.pkl', 'evil_popen_p4.pkl']) {

@@ -7,16 +7,21 @@
  * is built. Arrays (joblib >= 0.12 writes their bytes inline after each
  * NumpyArrayWrapper) come back as NDArrays in memory.
  *
- * This version reads uncompressed files and zlib- or gzip-compressed ones
- * (joblib compresses the whole pickle as one stream) into memory. bz2, lzma,
- * xz and lz4, mmapMode, joblib 0.9's side files and dumpJoblib() are issue
- * 14's next steps; until then they are refused with a MemjobError that says so.
+ * It reads uncompressed files and zlib- or gzip-compressed ones (joblib
+ * compresses the whole pickle as one stream). With mmapMode, an uncompressed
+ * file's arrays are mapped where they lie in the pickle, as joblib.load(f,
+ * mmap_mode) maps them: zero copy. bz2, lzma, xz and lz4, joblib 0.9's side
+ * files and dumpJoblib() are issue 14's next steps; until then they are
+ * refused with a MemjobError that says so.
  */
 import { closeSync, constants as fsConstants, readSync } from 'node:fs';
 import { gunzipSync, inflateSync } from 'node:zlib';
 import { ErrorCodes, MemjobError, invalidArg, systemError } from '../errors.js';
 import { dtypeInfo, type TypedArray } from '../memmap/dtype.js';
+import { FileMapping } from '../memmap/file-mapping.js';
 import { NDArray } from '../memmap/ndarray.js';
+import { memmap } from '../memmap/open.js';
+import { maxViewBytes } from '../native.js';
 import { parseFilename } from '../system/filename.js';
 import { openRegularFile } from '../system/regular-file.js';
 import { dtypeOfDescr } from './npy-header.js';
@@ -44,23 +49,84 @@ const COMPRESSED: [string, number[]][] = [
  */
 export function loadJoblibSync(filename: string | URL, options: LoadJoblibOptions = {}): unknown {
   const where = 'loadJoblibSync';
+  if (typeof options !== 'object' || options === null) throw invalidArg(where, 'options', 'an object', options);
   const path = parseFilename(filename, where);
   const limit = options.maxDecompressedBytes ?? MAX_FILE_BYTES;
   if (!(Number.isSafeInteger(limit) && limit > 0 && limit <= MAX_FILE_BYTES)) throw invalidArg(where, 'maxDecompressedBytes', `a whole number of bytes from 1 to ${MAX_FILE_BYTES}`, limit);
+  const mmapMode = options.mmapMode ?? null;
+  if (mmapMode !== null && !(['r', 'r+', 'c'] as unknown[]).includes(mmapMode)) throw invalidArg(where, 'mmapMode', "'r', 'r+', 'c' or null", mmapMode);
+  if (mmapMode !== null) {
+    const mapped = loadMapped(path, mmapMode, where);
+    if (mapped !== undefined) return mapped;
+    process.emitWarning(`'${path}' is compressed, so its arrays cannot be memory-mapped; they were read into memory instead`, {
+      code: 'MEMJOB_COMPRESSED_MMAP',
+      detail: 'joblib.load(f, mmap_mode=...) does the same for a compressed file. Dump with compress=0 to load with mmapMode.',
+    });
+  }
   let bytes = readWhole(path, where);
-  const compressed = COMPRESSED.find(([, magic]) => magic.every((byte, i) => bytes[i] === byte));
-  if (compressed !== undefined && bytes[0] !== 0x80) bytes = decompress(compressed[0], bytes, limit, path, where);
-  let value: unknown;
+  const compressed = compressionOf(bytes);
+  if (compressed !== undefined) bytes = decompress(compressed, bytes, limit, path, where);
+  return toValues(parse(bytes, path, where), (d) => toNDArray(d, path, where));
+}
+
+function compressionOf(bytes: Uint8Array): string | undefined {
+  if (bytes[0] === 0x80) return undefined; // PROTO: a pickle of protocol 2 or later
+  return COMPRESSED.find(([, magic]) => magic.every((byte, i) => bytes[i] === byte))?.[0];
+}
+
+function parse(bytes: Uint8Array, path: string, where: string): unknown {
   try {
-    value = unpickle(new BufferReader(bytes), { resolve: resolveJoblibGlobal });
+    return unpickle(new BufferReader(bytes), { resolve: resolveJoblibGlobal });
   } catch (error) {
     if (error instanceof MemjobError) throw new MemjobError(error.code, `${where}: '${path}': ${error.message}`, { path });
     throw error;
   }
-  return toValues(value, path, where);
+}
+
+/**
+ * An uncompressed file parsed through a read-only mapping of it (only the
+ * pages of the pickle's opcodes are read), its arrays then mapped where they
+ * lie. An array whose offset does not suit its element type (joblib < 1.2
+ * did not align them), or whose bytes need swapping, is copied instead, with
+ * the warning MEMJOB_JOBLIB_COPIED. Undefined for a compressed file.
+ */
+function loadMapped(path: string, mode: 'r' | 'r+' | 'c', where: string): unknown {
+  const { fd, size } = openRegularFile(path, fsConstants.O_RDONLY, where);
+  let mapping: FileMapping;
+  try {
+    if (size === 0) throw new MemjobError(ErrorCodes.FORMAT, `${where}: expected a joblib file, received an empty file ('${path}')`, { path });
+    if (size > maxViewBytes) throw new MemjobError(ErrorCodes.VIEW_TOO_LARGE, `${where}: expected a joblib file of at most ${maxViewBytes} bytes, received ${size} ('${path}')`, { path });
+    mapping = new FileMapping(fd, path, 0, size, false);
+  } finally {
+    closeSync(fd);
+  }
+  try {
+    const bytes = new Uint8Array(mapping.view(0, size));
+    if (compressionOf(bytes) !== undefined) return undefined;
+    let copied = 0;
+    const value = toValues(parse(bytes, path, where), (d) => {
+      const { dtype, swap } = dtypeOfDescr(d.dtype, { where, path });
+      if (d.offset !== null && !swap && d.offset % dtypeInfo(dtype).itemsize === 0 && d.bytes.byteLength > 0) {
+        return memmap(path, { mode, dtype, shape: d.shape, offset: d.offset, order: d.order });
+      }
+      copied++;
+      return toNDArray(d, path, where);
+    });
+    if (copied > 0) {
+      process.emitWarning(`'${path}': ${copied} array(s) could not be mapped (an offset not aligned for the element type, a byte order to swap, or no bytes) and were copied into memory`, {
+        code: 'MEMJOB_JOBLIB_COPIED',
+        detail: 'joblib 1.2 and later align every array; a file written by an older joblib maps only the arrays that happen to be aligned.',
+      });
+    }
+    return value;
+  } finally {
+    mapping.close();
+  }
 }
 
 export interface LoadJoblibOptions {
+  /** Map the arrays of an uncompressed file where they lie instead of reading them: 'r', 'r+' or 'c', as joblib.load's mmap_mode. Default null. */
+  mmapMode?: 'r' | 'r+' | 'c' | null;
   /** A compressed file may decompress to at most this many bytes (a decompression bomb stops here). Default and most: 2^31 - 1. */
   maxDecompressedBytes?: number;
 }
@@ -112,9 +178,9 @@ function isNdarray(value: unknown): value is NdarrayDescription {
   return typeof value === 'object' && value !== null && (value as { kind?: unknown }).kind === 'ndarray' && (value as { bytes?: unknown }).bytes instanceof Uint8Array;
 }
 
-/** Replaces array descriptions with NDArrays, in place of the containers the unpickler made (it made every one of them). */
-function toValues(root: unknown, path: string, where: string): unknown {
-  const convert = (value: unknown): unknown => (isNdarray(value) ? toNDArray(value, path, where) : value);
+/** Replaces array descriptions with arrays, in place of the containers the unpickler made (it made every one of them). */
+function toValues(root: unknown, make: (description: NdarrayDescription) => unknown): unknown {
+  const convert = (value: unknown): unknown => (isNdarray(value) ? make(value) : value);
   const stack: unknown[] = [root];
   const seen = new Set<object>();
   while (stack.length > 0) {
