@@ -6,7 +6,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { deflateSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { Memmap, NDArray, hasShareableMemory, loadJoblibSync } from '../src/index.js';
+import { Memmap, MemjobError, NDArray, hasShareableMemory, load, loadJoblibSync, loadSync } from '../src/index.js';
 import { failure, scratchDir } from './helpers.js';
 
 const fixture = (name: string) => new URL(`./fixtures/pickle/${name}`, import.meta.url);
@@ -82,6 +82,16 @@ describe('loadJoblibSync', () => {
       process.off('warning', onWarning);
       scratch.remove();
     }
+  });
+
+  it('load() and loadSync() do not read a joblib file, and say to use loadJoblibSync', async () => {
+    const error = failure(() => loadSync(fixture('joblib_1.2_p4.pkl')));
+    expect(error.code).toBe('MEMJOB_ERR_FORMAT');
+    expect(error.message).toContain('Python pickle (protocol 4)');
+    expect(error.message).toContain('loadJoblibSync()');
+    const asyncError = (await load(fixture('joblib_1.2_p2.pkl')).catch((e: unknown) => e)) as MemjobError;
+    expect(asyncError.code).toBe('MEMJOB_ERR_FORMAT');
+    expect(asyncError.message).toContain('loadJoblibSync()');
   });
 
   it('refuses a pickle that would run os.system, naming the global, and runs nothing', () => {

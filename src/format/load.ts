@@ -198,6 +198,21 @@ function streamed(reader: StreamReader, path: string): AsyncArraySource {
   };
 }
 
+/**
+ * A file that is no dump but starts like a Python pickle of protocol 2 to 5
+ * (PROTO and its number: what joblib.dump writes) gets its error with a
+ * pointer to loadJoblibSync. load() never reads pickles itself: they come
+ * from outside and need the restricted unpickler's allowlist.
+ */
+function withPickleHint(error: unknown, head: Uint8Array): unknown {
+  if (!(error instanceof MemjobError) || error.code !== ErrorCodes.FORMAT) return error;
+  if (!(head[0] === 0x80 && head[1]! >= 2 && head[1]! <= 5)) return error;
+  return new MemjobError(error.code, `${error.message}; it starts like a Python pickle (protocol ${head[1]}), as joblib.dump writes them: read it with loadJoblibSync()`, {
+    ...(error.path === undefined ? {} : { path: error.path }),
+    cause: error,
+  });
+}
+
 function warnCompressedMmap(path: string): void {
   process.emitWarning(`'${path}' is compressed, so its arrays cannot be memory-mapped; they were read into memory instead`, {
     code: 'MEMJOB_COMPRESSED_MMAP',
@@ -232,7 +247,12 @@ export function loadSync(filename: string | URL, options: LoadOptions = {}): unk
   try {
     const head = readHeadSync(fd, size, path);
     if (!hasMagic(head)) {
-      const value = loadFromBytes(decompressOrFail(readFileSync(fd), detectMethod(head), path), path);
+      let value: unknown;
+      try {
+        value = loadFromBytes(decompressOrFail(readFileSync(fd), detectMethod(head), path), path);
+      } catch (error) {
+        throw withPickleHint(error, head);
+      }
       // Only now: a file that is not a dump at all (it has no magic, and no compression decodes it) gets its error, not this warning.
       if (mmapMode !== null) warnCompressedMmap(path);
       return value;
@@ -280,7 +300,9 @@ export async function load(filename: string | URL, options: LoadOptions = {}): P
   try {
     const head = readHeadSync(fd, size, path);
     if (!hasMagic(head)) {
-      const value = await loadCompressedStream(path, size, detectMethod(head));
+      const value = await loadCompressedStream(path, size, detectMethod(head)).catch((error: unknown) => {
+        throw withPickleHint(error, head);
+      });
       if (mmapMode !== null) warnCompressedMmap(path); // after it proved to be a compressed dump
       return value;
     }
