@@ -7,7 +7,11 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { deflateSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { Memmap, MemjobError, NDArray, hasShareableMemory, load, loadJoblibSync, loadSync } from '../src/index.js';
-import { failure, scratchDir } from './helpers.js';
+import { failure, repoRoot, runCommand, scratchDir } from './helpers.js';
+import { inspectFile } from '../src/format/inspect.js';
+import { renderReport } from '../src/cli/inspect.js';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 const fixture = (name: string) => new URL(`./fixtures/pickle/${name}`, import.meta.url);
 
@@ -92,6 +96,24 @@ describe('loadJoblibSync', () => {
     const asyncError = (await load(fixture('joblib_1.2_p2.pkl')).catch((e: unknown) => e)) as MemjobError;
     expect(asyncError.code).toBe('MEMJOB_ERR_FORMAT');
     expect(asyncError.message).toContain('loadJoblibSync()');
+  });
+
+  it('memjob inspect shows a joblib file\'s structure, dtypes, shapes and offsets without reading its arrays, and refuses a malicious one', async () => {
+    const report = await inspectFile(fileURLToPath(fixture('joblib_1.2_p4.pkl')));
+    expect(report.format).toMatchObject({ type: 'joblib', protocol: 4 });
+    const offsets = (expected.joblib['joblib_1.2_p4.pkl'] as unknown as { offsets: Record<string, number> }).offsets;
+    expect(report.arrays.map((a) => [a.path, a.dtype, a.shape, a.order, a.offset, a.bytes])).toEqual([
+      ['value.get("a")', 'float64', [10], 'C', offsets['a'], 80],
+      ['value.get("d")', 'int64', [2, 3], 'F', offsets['d'], 48],
+    ]);
+    const text = renderReport(report).join('\n');
+    expect(text).toContain('joblib / Python pickle, protocol 4');
+    expect(text).toContain(`"a": NDArray float64 '<f8' [10] C, 80 B at offset ${offsets['a']}`);
+    expect(text).toContain('"b": array (3 items)');
+    const cli = await runCommand(process.execPath, [join(repoRoot, 'dist', 'cli', 'main.js'), 'inspect', fileURLToPath(fixture('evil_system_p4.pkl'))]);
+    expect(cli.code).toBe(1);
+    expect(cli.stderr).toContain('MEMJOB_ERR_UNSAFE_PICKLE');
+    expect(cli.stderr).toContain('posix.system');
   });
 
   it('refuses a pickle that would run os.system, naming the global, and runs nothing', () => {

@@ -1,10 +1,10 @@
 /**
- * `memjob inspect FILE`: what a dump or .npy file holds, read from its
+ * `memjob inspect FILE`: what a dump, .npy or joblib file holds, read from its
  * header and structure only. The file is not trusted: the report is bounded
  * (inspect.ts), every key, path and preview is printed terminal-safe, and
  * the whole output is capped.
  */
-import { inspectFile, type ArrayReport, type FileReport, type ValueNode } from '../format/inspect.js';
+import { inspectFile, type ArrayReport, type FileReport, type JoblibArrayReport, type ValueNode } from '../format/inspect.js';
 import { formatBytes, formatBytesExact, formatShape, limitOutput, print, printJson, table, terminalSafe } from './output.js';
 
 export interface InspectCommandOptions {
@@ -43,16 +43,16 @@ export function renderReport(report: FileReport): string[] {
   const where = format.type === 'memjob-dump' && format.compression !== null ? 'offset (decompressed)' : 'offset';
   lines.push(`arrays: ${report.arrayCount}${report.arrayCount === 0 ? '' : `, ${formatBytes(report.arrayBytes)} in all`}`);
   if (report.arrays.length > 0) {
-    const npy = format.type === 'npy';
+    const npy = format.type === 'npy' || format.type === 'joblib'; // both name numpy's descr
     const header = ['path', 'kind', 'dtype', ...(npy ? ['descr'] : []), 'shape', 'order', where, 'bytes'];
     const rows = report.arrays.map((a) => [
       terminalSafe(a.alsoAt.length + a.alsoAtMore === 0 ? a.path : `${a.path} (+${a.alsoAt.length + a.alsoAtMore} more)`),
       a.kind,
       a.dtype,
-      ...(npy ? [a.descr ?? ''] : []),
+      ...(npy ? [(a as { descr?: string }).descr ?? ''] : []),
       formatShape(a.shape),
       a.order,
-      String(a.offset),
+      a.offset === null ? 'in pickle' : String(a.offset),
       String(a.bytes),
     ]);
     lines.push(...table([header, ...rows], '  '));
@@ -64,6 +64,12 @@ export function renderReport(report: FileReport): string[] {
 
 function formatRows(report: FileReport): string[][] {
   const { format } = report;
+  if (format.type === 'joblib') {
+    return [
+      ['format', `joblib / Python pickle, protocol ${format.protocol} (read by the restricted unpickler; arrays not read)`],
+      ['size', formatBytesExact(format.fileBytes)],
+    ];
+  }
   if (format.type === 'npy') {
     const data = format.fileBytes - format.headerBytes - format.trailingBytes;
     return [
@@ -89,12 +95,12 @@ function formatRows(report: FileReport): string[][] {
   return rows;
 }
 
-function describeArray(a: ArrayReport): string {
+function describeArray(a: ArrayReport | JoblibArrayReport): string {
   const descr = a.descr === undefined ? '' : ` '${a.descr}'`;
-  return `${a.kind} ${a.dtype}${descr} ${formatShape(a.shape)} ${a.order}, ${formatBytes(a.bytes)} at offset ${a.offset}`;
+  return `${a.kind} ${a.dtype}${descr} ${formatShape(a.shape)} ${a.order}, ${formatBytes(a.bytes)} ${a.offset === null ? 'inside the pickle' : `at offset ${a.offset}`}`;
 }
 
-function renderNode(node: ValueNode, arrays: readonly ArrayReport[], label: string, indent: string, lines: string[]): void {
+function renderNode(node: ValueNode, arrays: readonly (ArrayReport | JoblibArrayReport)[], label: string, indent: string, lines: string[]): void {
   switch (node.type) {
     case 'array-data': {
       const array = arrays[node.array]!;

@@ -10,6 +10,7 @@
  * bounded whatever the file holds (maxEntries, maxDepth, maxRows,
  * maxArrays, and short keys and paths: inspect-tree.ts).
  */
+import { describeJoblib, type JoblibArrayReport, type JoblibFormat } from './inspect-joblib.js';
 import { closeSync, constants as fsConstants } from 'node:fs';
 import { resolve } from 'node:path';
 import { ErrorCodes, MemjobError, clip, systemError } from '../errors.js';
@@ -23,6 +24,7 @@ import { ArrayRef, describeValue, pathText, type ArrayAt, type ArrayNode, type L
 import { PREFIX_MAX_BYTES, decodeHeader as decodeNpyHeader, parseHeader as parseNpyHeader, parsePrefix, type NpyContext } from './npy-header.js';
 import { StructureError, decodeValue, type ArrayKind } from './structure.js';
 
+export type { JoblibArrayReport, JoblibFormat } from './inspect-joblib.js';
 export type { ArrayNode, ContainerNode, ContainerType, EntryNode, ScalarNode, ScalarType, ValueNode } from './inspect-tree.js';
 
 const WHERE = 'inspect';
@@ -104,11 +106,11 @@ export interface ArrayReport {
 
 export interface FileReport {
   path: string;
-  format: DumpFormat | NpyFormat;
+  format: DumpFormat | NpyFormat | JoblibFormat;
   /** The value's structure, truncated by maxEntries, maxDepth and maxRows. */
   tree: ValueNode;
   /** Arrays in the order the tree walk meets them: the first maxArrays, and any the tree shows. */
-  arrays: ArrayReport[];
+  arrays: (ArrayReport | JoblibArrayReport)[];
   /** Every array in the file (distinct segments), listed or not, and their bytes in all. */
   arrayCount: number;
   arrayBytes: number;
@@ -130,6 +132,11 @@ export async function inspectFile(filename: string, options: InspectOptions = {}
     }
     if (head.length > 0 && NPY_MAGIC.subarray(0, Math.min(head.length, NPY_MAGIC.length)).equals(head.subarray(0, NPY_MAGIC.length))) {
       return describeNpy(fd, size, head, path);
+    }
+    // A Python pickle of protocol 2 to 5 (joblib.dump): read through the restricted unpickler, arrays not read.
+    if (head[0] === 0x80 && head[1]! >= 2 && head[1]! <= 5) {
+      const joblib = describeJoblib(path, WHERE, limits);
+      if (joblib !== undefined) return { path, ...joblib };
     }
     compressed = detectMethod(head);
   } catch (error) {

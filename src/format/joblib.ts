@@ -69,7 +69,8 @@ export function loadJoblibSync(filename: string | URL, options: LoadJoblibOption
   return toValues(parse(bytes, path, where), (d) => toNDArray(d, path, where));
 }
 
-function compressionOf(bytes: Uint8Array): string | undefined {
+/** The compression of a joblib file by its first bytes, as joblib detects it; undefined for a plain pickle. */
+export function compressionOf(bytes: Uint8Array): string | undefined {
   if (bytes[0] === 0x80) return undefined; // PROTO: a pickle of protocol 2 or later
   return COMPRESSED.find(([, magic]) => magic.every((byte, i) => bytes[i] === byte))?.[0];
 }
@@ -91,6 +92,32 @@ function parse(bytes: Uint8Array, path: string, where: string): unknown {
  * the warning MEMJOB_JOBLIB_COPIED. Undefined for a compressed file.
  */
 function loadMapped(path: string, mode: 'r' | 'r+' | 'c', where: string): unknown {
+  let copied = 0;
+  const mapped = readJoblibMapped(path, where, (d) => {
+    const { dtype, swap } = dtypeOfDescr(d.dtype, { where, path });
+    if (d.offset !== null && !swap && d.offset % dtypeInfo(dtype).itemsize === 0 && d.bytes.byteLength > 0) {
+      return memmap(path, { mode, dtype, shape: d.shape, offset: d.offset, order: d.order });
+    }
+    copied++;
+    return toNDArray(d, path, where);
+  });
+  if (copied > 0) {
+    process.emitWarning(`'${path}': ${copied} array(s) could not be mapped (an offset not aligned for the element type, a byte order to swap, or no bytes) and were copied into memory`, {
+      code: 'MEMJOB_JOBLIB_COPIED',
+      detail: 'joblib 1.2 and later align every array; a file written by an older joblib maps only the arrays that happen to be aligned.',
+    });
+  }
+  return mapped?.value;
+}
+
+/**
+ * An uncompressed joblib file parsed through a read-only mapping (only the
+ * pages of the pickle's opcodes are read), each array replaced by what
+ * `make` returns for its description, called while the mapping is open (its
+ * `bytes` are a view of it). Undefined for a compressed file. Also what
+ * `memjob inspect` reads a joblib file with.
+ */
+export function readJoblibMapped(path: string, where: string, make: (description: NdarrayDescription) => unknown): { value: unknown; protocol: number; size: number } | undefined {
   const { fd, size } = openRegularFile(path, fsConstants.O_RDONLY, where);
   let mapping: FileMapping;
   try {
@@ -103,22 +130,7 @@ function loadMapped(path: string, mode: 'r' | 'r+' | 'c', where: string): unknow
   try {
     const bytes = new Uint8Array(mapping.view(0, size));
     if (compressionOf(bytes) !== undefined) return undefined;
-    let copied = 0;
-    const value = toValues(parse(bytes, path, where), (d) => {
-      const { dtype, swap } = dtypeOfDescr(d.dtype, { where, path });
-      if (d.offset !== null && !swap && d.offset % dtypeInfo(dtype).itemsize === 0 && d.bytes.byteLength > 0) {
-        return memmap(path, { mode, dtype, shape: d.shape, offset: d.offset, order: d.order });
-      }
-      copied++;
-      return toNDArray(d, path, where);
-    });
-    if (copied > 0) {
-      process.emitWarning(`'${path}': ${copied} array(s) could not be mapped (an offset not aligned for the element type, a byte order to swap, or no bytes) and were copied into memory`, {
-        code: 'MEMJOB_JOBLIB_COPIED',
-        detail: 'joblib 1.2 and later align every array; a file written by an older joblib maps only the arrays that happen to be aligned.',
-      });
-    }
-    return value;
+    return { value: toValues(parse(bytes, path, where), make), protocol: bytes[0] === 0x80 ? bytes[1]! : 0, size };
   } finally {
     mapping.close();
   }
