@@ -14,7 +14,7 @@ export { load, loadSync } from './format/load.js';
 export { hasShareableMemory } from './memmap/shareable.js';
 export { maxViewBytes, pageSize } from './native.js';
 export { saveNpy, saveNpySync, loadNpy, loadNpySync } from './format/npy.js';
-export { loadJoblibSync } from './format/joblib.js';
+export { loadJoblib, loadJoblibSync } from './format/joblib.js';
 export { cpuCount } from './system/cpu-count.js';
 export { inWorker } from './transport/worker-context.js';
 export { Queue } from './multiprocessing/queue.js';

@@ -6,7 +6,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { deflateSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { Memmap, MemjobError, NDArray, hasShareableMemory, load, loadJoblibSync, loadSync } from '../src/index.js';
+import { Memmap, MemjobError, NDArray, hasShareableMemory, load, loadJoblib, loadJoblibSync, loadSync } from '../src/index.js';
 import { failure, repoRoot, runCommand, scratchDir } from './helpers.js';
 import { inspectFile } from '../src/format/inspect.js';
 import { renderReport } from '../src/cli/inspect.js';
@@ -135,6 +135,29 @@ describe('loadJoblibSync', () => {
       }
     });
   }
+
+  it('loadJoblib (async) gives what loadJoblibSync gives: plain, gzip, and mapped; and its bomb limit', async () => {
+    for (const name of ['joblib_1.2_p5.pkl', 'joblib_1.2_gzip.pkl']) {
+      const [sync, viaAsync] = [loadJoblibSync(fixture(name)) as Map<string, unknown>, (await loadJoblib(fixture(name))) as Map<string, unknown>];
+      expect(viaAsync.get('b')).toEqual(sync.get('b'));
+      expect(Array.from((viaAsync.get('a') as NDArray).data as Float64Array)).toEqual(Array.from((sync.get('a') as NDArray).data as Float64Array));
+    }
+    const mapped = (await loadJoblib(fixture('joblib_1.2_p4.pkl'), { mmapMode: 'r' })) as Map<string, unknown>;
+    expect(mapped.get('a')).toBeInstanceOf(Memmap);
+    (mapped.get('a') as Memmap).close();
+    (mapped.get('d') as Memmap).close();
+    const scratch = scratchDir('joblib-async-bomb');
+    try {
+      const bomb = scratch.file('bomb.pkl');
+      writeFileSync(bomb, deflateSync(new Uint8Array(8 * 1024 * 1024)));
+      const error = (await loadJoblib(bomb, { maxDecompressedBytes: 65536 }).catch((e: unknown) => e)) as MemjobError;
+      expect(error.code).toBe('MEMJOB_ERR_FORMAT');
+      expect(error.message).toContain('at most 65536 bytes');
+      expect(((await loadJoblib(fixture('evil_system_p4.pkl')).catch((e: unknown) => e)) as MemjobError).code).toBe('MEMJOB_ERR_UNSAFE_PICKLE');
+    } finally {
+      scratch.remove();
+    }
+  });
 
   it('stops a decompression bomb at maxDecompressedBytes, and names the formats it does not read yet', () => {
     const scratch = scratchDir('joblib-bomb');

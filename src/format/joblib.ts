@@ -14,8 +14,13 @@
  * files and dumpJoblib() are issue 14's next steps; until then they are
  * refused with a MemjobError that says so.
  */
-import { closeSync, constants as fsConstants, readSync } from 'node:fs';
-import { gunzipSync, inflateSync } from 'node:zlib';
+import { closeSync, constants as fsConstants, read, readSync } from 'node:fs';
+import { promisify } from 'node:util';
+import { gunzip, gunzipSync, inflate, inflateSync } from 'node:zlib';
+
+const readAsync = promisify(read);
+const inflateAsync = promisify(inflate);
+const gunzipAsync = promisify(gunzip);
 import { ErrorCodes, MemjobError, invalidArg, systemError } from '../errors.js';
 import { dtypeInfo, type TypedArray } from '../memmap/dtype.js';
 import { FileMapping } from '../memmap/file-mapping.js';
@@ -48,25 +53,54 @@ const COMPRESSED: [string, number[]][] = [
  * as numbers (BigInt beyond 2^53), numpy arrays as NDArrays.
  */
 export function loadJoblibSync(filename: string | URL, options: LoadJoblibOptions = {}): unknown {
+  const { path, limit, mmapMode } = parseArgs(filename, options, 'loadJoblibSync');
   const where = 'loadJoblibSync';
+  if (mmapMode !== null) {
+    const mapped = loadMapped(path, mmapMode, where);
+    if (mapped !== undefined) return mapped;
+    warnCompressedMmap(path);
+  }
+  let bytes = readWhole(path, where);
+  const compressed = compressionOf(bytes);
+  if (compressed !== undefined) bytes = decompress(compressed, bytes, limit, path, where);
+  return toValues(parse(bytes, path, where), (d) => toNDArray(d, path, where));
+}
+
+/**
+ * loadJoblibSync, with the file read and decompressed off the main thread.
+ * Parsing the pickle itself runs here (it is a walk over the opcodes; the
+ * arrays' bytes are copied, not parsed). With mmapMode it maps as the sync
+ * version does: only the pickle's opcodes are read.
+ */
+export async function loadJoblib(filename: string | URL, options: LoadJoblibOptions = {}): Promise<unknown> {
+  const { path, limit, mmapMode } = parseArgs(filename, options, 'loadJoblib');
+  const where = 'loadJoblib';
+  if (mmapMode !== null) {
+    const mapped = loadMapped(path, mmapMode, where);
+    if (mapped !== undefined) return mapped;
+    warnCompressedMmap(path);
+  }
+  let bytes = await readWholeAsync(path, where);
+  const compressed = compressionOf(bytes);
+  if (compressed !== undefined) bytes = await decompressAsync(compressed, bytes, limit, path, where);
+  return toValues(parse(bytes, path, where), (d) => toNDArray(d, path, where));
+}
+
+function parseArgs(filename: string | URL, options: LoadJoblibOptions, where: string): { path: string; limit: number; mmapMode: 'r' | 'r+' | 'c' | null } {
   if (typeof options !== 'object' || options === null) throw invalidArg(where, 'options', 'an object', options);
   const path = parseFilename(filename, where);
   const limit = options.maxDecompressedBytes ?? MAX_FILE_BYTES;
   if (!(Number.isSafeInteger(limit) && limit > 0 && limit <= MAX_FILE_BYTES)) throw invalidArg(where, 'maxDecompressedBytes', `a whole number of bytes from 1 to ${MAX_FILE_BYTES}`, limit);
   const mmapMode = options.mmapMode ?? null;
   if (mmapMode !== null && !(['r', 'r+', 'c'] as unknown[]).includes(mmapMode)) throw invalidArg(where, 'mmapMode', "'r', 'r+', 'c' or null", mmapMode);
-  if (mmapMode !== null) {
-    const mapped = loadMapped(path, mmapMode, where);
-    if (mapped !== undefined) return mapped;
-    process.emitWarning(`'${path}' is compressed, so its arrays cannot be memory-mapped; they were read into memory instead`, {
-      code: 'MEMJOB_COMPRESSED_MMAP',
-      detail: 'joblib.load(f, mmap_mode=...) does the same for a compressed file. Dump with compress=0 to load with mmapMode.',
-    });
-  }
-  let bytes = readWhole(path, where);
-  const compressed = compressionOf(bytes);
-  if (compressed !== undefined) bytes = decompress(compressed, bytes, limit, path, where);
-  return toValues(parse(bytes, path, where), (d) => toNDArray(d, path, where));
+  return { path, limit, mmapMode };
+}
+
+function warnCompressedMmap(path: string): void {
+  process.emitWarning(`'${path}' is compressed, so its arrays cannot be memory-mapped; they were read into memory instead`, {
+    code: 'MEMJOB_COMPRESSED_MMAP',
+    detail: 'joblib.load(f, mmap_mode=...) does the same for a compressed file. Dump with compress=0 to load with mmapMode.',
+  });
 }
 
 /** The compression of a joblib file by its first bytes, as joblib detects it; undefined for a plain pickle. */
@@ -143,7 +177,25 @@ export interface LoadJoblibOptions {
   maxDecompressedBytes?: number;
 }
 
+async function decompressAsync(method: string, bytes: Uint8Array, limit: number, path: string, where: string): Promise<Uint8Array> {
+  refuseMethod(method, path, where);
+  try {
+    return await (method === 'zlib' ? inflateAsync : gunzipAsync)(bytes, { maxOutputLength: limit });
+  } catch (error) {
+    throw decompressError(method, error, limit, path, where);
+  }
+}
+
 function decompress(method: string, bytes: Uint8Array, limit: number, path: string, where: string): Uint8Array {
+  refuseMethod(method, path, where);
+  try {
+    return (method === 'zlib' ? inflateSync : gunzipSync)(bytes, { maxOutputLength: limit });
+  } catch (error) {
+    throw decompressError(method, error, limit, path, where);
+  }
+}
+
+function refuseMethod(method: string, path: string, where: string): void {
   if (method !== 'zlib' && method !== 'gzip') {
     throw new MemjobError(
       ErrorCodes.FORMAT,
@@ -152,17 +204,37 @@ function decompress(method: string, bytes: Uint8Array, limit: number, path: stri
       { path },
     );
   }
+}
+
+function decompressError(method: string, error: unknown, limit: number, path: string, where: string): MemjobError {
+  const tooLarge = (error as { code?: unknown }).code === 'ERR_BUFFER_TOO_LARGE' || error instanceof RangeError;
+  return new MemjobError(
+    ErrorCodes.FORMAT,
+    tooLarge
+      ? `${where}: expected a ${method} stream that decompresses to at most ${limit} bytes (maxDecompressedBytes), received more ('${path}')`
+      : `${where}: expected a whole ${method} stream, received a broken one ('${path}'): ${(error as Error).message}`,
+    { path, cause: error },
+  );
+}
+
+async function readWholeAsync(path: string, where: string): Promise<Uint8Array> {
+  // The descriptor checked as the sync path checks it (a regular file, not a FIFO), read without blocking.
+  const { fd, size } = openRegularFile(path, fsConstants.O_RDONLY, where);
   try {
-    return (method === 'zlib' ? inflateSync : gunzipSync)(bytes, { maxOutputLength: limit });
+    if (size > MAX_FILE_BYTES) {
+      throw new MemjobError(ErrorCodes.VIEW_TOO_LARGE, `${where}: expected a joblib file of at most ${MAX_FILE_BYTES} bytes, received ${size} ('${path}')`, { path });
+    }
+    const bytes = new Uint8Array(size);
+    for (let done = 0; done < size; ) {
+      const { bytesRead } = await readAsync(fd, bytes, done, size - done, done);
+      if (bytesRead === 0) throw new MemjobError(ErrorCodes.FORMAT, `${where}: '${path}' shrank while being read`, { path });
+      done += bytesRead;
+    }
+    return bytes;
   } catch (error) {
-    const tooLarge = (error as { code?: unknown }).code === 'ERR_BUFFER_TOO_LARGE' || error instanceof RangeError;
-    throw new MemjobError(
-      ErrorCodes.FORMAT,
-      tooLarge
-        ? `${where}: expected a ${method} stream that decompresses to at most ${limit} bytes (maxDecompressedBytes), received more ('${path}')`
-        : `${where}: expected a whole ${method} stream, received a broken one ('${path}'): ${(error as Error).message}`,
-      { path, cause: error },
-    );
+    throw error instanceof MemjobError ? error : systemError(where, error, path);
+  } finally {
+    closeSync(fd);
   }
 }
 
