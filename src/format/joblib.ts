@@ -217,17 +217,26 @@ function decompressError(method: string, error: unknown, limit: number, path: st
   );
 }
 
+/** A buffer for a whole file of `size` bytes, at most MAX_FILE_BYTES (larger files need mmapMode). */
+function allocateFor(size: number, path: string, where: string): Uint8Array {
+  if (size > MAX_FILE_BYTES) {
+    throw new MemjobError(ErrorCodes.VIEW_TOO_LARGE, `${where}: expected a joblib file of at most ${MAX_FILE_BYTES} bytes, received ${size} ('${path}')`, { path });
+  }
+  return new Uint8Array(size);
+}
+
+function shrank(path: string, where: string): MemjobError {
+  return new MemjobError(ErrorCodes.FORMAT, `${where}: '${path}' shrank while being read`, { path });
+}
+
 async function readWholeAsync(path: string, where: string): Promise<Uint8Array> {
   // The descriptor checked as the sync path checks it (a regular file, not a FIFO), read without blocking.
   const { fd, size } = openRegularFile(path, fsConstants.O_RDONLY, where);
   try {
-    if (size > MAX_FILE_BYTES) {
-      throw new MemjobError(ErrorCodes.VIEW_TOO_LARGE, `${where}: expected a joblib file of at most ${MAX_FILE_BYTES} bytes, received ${size} ('${path}')`, { path });
-    }
-    const bytes = new Uint8Array(size);
+    const bytes = allocateFor(size, path, where);
     for (let done = 0; done < size; ) {
       const { bytesRead } = await readAsync(fd, bytes, done, size - done, done);
-      if (bytesRead === 0) throw new MemjobError(ErrorCodes.FORMAT, `${where}: '${path}' shrank while being read`, { path });
+      if (bytesRead === 0) throw shrank(path, where);
       done += bytesRead;
     }
     return bytes;
@@ -241,13 +250,10 @@ async function readWholeAsync(path: string, where: string): Promise<Uint8Array> 
 function readWhole(path: string, where: string): Uint8Array {
   const { fd, size } = openRegularFile(path, fsConstants.O_RDONLY, where);
   try {
-    if (size > MAX_FILE_BYTES) {
-      throw new MemjobError(ErrorCodes.VIEW_TOO_LARGE, `${where}: expected a joblib file of at most ${MAX_FILE_BYTES} bytes, received ${size} ('${path}')`, { path });
-    }
-    const bytes = new Uint8Array(size);
+    const bytes = allocateFor(size, path, where);
     for (let done = 0; done < size; ) {
       const got = readSync(fd, bytes, done, size - done, done);
-      if (got === 0) throw new MemjobError(ErrorCodes.FORMAT, `${where}: '${path}' shrank while being read`, { path });
+      if (got === 0) throw shrank(path, where);
       done += got;
     }
     return bytes;

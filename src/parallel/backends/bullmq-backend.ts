@@ -225,8 +225,6 @@ export class BullmqBackend implements Backend {
   }
 
   async #hasWorkers(redis: Redis): Promise<boolean> {
-    const [, keys] = await redis.scan('0', 'MATCH', workerPattern(this.settings.queue), 'COUNT', 1000);
-    if (keys.length > 0) return true;
     // SCAN may need more than one step to find a key in a large keyspace.
     let cursor = '0';
     do {
