@@ -13,6 +13,7 @@ export type { LoadMmapMode, LoadOptions } from './format/load.js';
 export type { Advice } from './native.js';
 export type { LoadNpyOptions } from './format/npy.js';
 export type { LoadJoblibOptions } from './format/joblib.js';
+export type { DumpJoblibOptions, JoblibCompressMethod, JoblibCompressOption } from './format/joblib-dump.js';
 export { chooseTempRoot as chooseTempFolder } from './transport/temp-root.js';
 export type { TempRootChoice as TempFolderChoice } from './transport/temp-root.js';
 export { task } from './transport/typed-task.js';

@@ -15,6 +15,7 @@ export { hasShareableMemory } from './memmap/shareable.js';
 export { maxViewBytes, pageSize } from './native.js';
 export { saveNpy, saveNpySync, loadNpy, loadNpySync } from './format/npy.js';
 export { loadJoblib, loadJoblibSync } from './format/joblib.js';
+export { dumpJoblib, dumpJoblibSync } from './format/joblib-dump.js';
 export { cpuCount } from './system/cpu-count.js';
 export { inWorker } from './transport/worker-context.js';
 export { Queue } from './multiprocessing/queue.js';

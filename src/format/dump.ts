@@ -15,7 +15,7 @@ import { packr } from './codec.js';
 import { compressSync, compressor, parseCompress, type CompressOption, type Compression } from './compression.js';
 import { ALIGNMENT, FORMAT_MAJOR, FORMAT_MINOR, HEADER_BYTES, MAX_STRUCTURE_BYTES, alignUp, encodeHeader } from './header.js';
 import { checkPlainMsgpack } from './msgpack-scan.js';
-import { encodeValue, type SegmentSource } from './structure.js';
+import { encodeValue, memmapStorageOrder, type SegmentSource } from './structure.js';
 
 export interface DumpOptions {
   /** true (zlib level 3), a level 0-9, 'gzip' | 'zlib' | 'brotli', or [method, level]. Default: none, unless the filename ends in .gz, .z or .br. */
@@ -73,7 +73,8 @@ function* fileChunks(value: unknown): Generator<Uint8Array, void, undefined> {
   }
 }
 
-function* segmentBytes(source: SegmentSource): Generator<Uint8Array, void, undefined> {
+/** A segment's bytes in file order (a Memmap in the order memmapStorageOrder() gives), in bounded chunks. */
+export function* segmentBytes(source: SegmentSource): Generator<Uint8Array, void, undefined> {
   if ('bytes' in source) {
     for (let at = 0; at < source.bytes.length; at += WRITE_CHUNK) yield source.bytes.subarray(at, at + WRITE_CHUNK);
     return;
@@ -83,7 +84,7 @@ function* segmentBytes(source: SegmentSource): Generator<Uint8Array, void, undef
   // An F-ordered memmap that fits one view is written as stored (the
   // descriptor says 'F'); everything else is written in C order, row block
   // by row block, copying only strided blocks.
-  if (m.contiguous && m.order === 'F' && m.ndim > 1 && m.nbytes <= maxViewBytes) {
+  if (memmapStorageOrder(m) === 'F') {
     const data = m.data;
     yield* segmentBytes({ bytes: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) });
     return;

@@ -73,6 +73,14 @@ export interface EncodedValue {
 }
 
 /** Turns `value` into a msgpack-ready tree and the list of array segments to write after it. */
+/**
+ * The order a Memmap's bytes are written in: an F-ordered one that fits one
+ * view as stored, everything else in C order (row blocks, strided ones copied).
+ */
+export function memmapStorageOrder(m: Memmap): Order {
+  return m.contiguous && m.order === 'F' && m.ndim > 1 && m.nbytes <= maxViewBytes ? 'F' : 'C';
+}
+
 export function encodeValue(value: unknown): EncodedValue {
   const sources: SegmentSource[] = [];
   const byteLengths: number[] = [];
@@ -98,8 +106,7 @@ export function encodeValue(value: unknown): EncodedValue {
 
   const encodeArrayLike = (value: object, path: string): unknown => {
     if (value instanceof Memmap) {
-      const order: Order = value.contiguous && value.order === 'F' && value.ndim > 1 && value.nbytes <= maxViewBytes ? 'F' : 'C';
-      return addArray(value, 'Memmap', value.dtype, [...value.shape], order, { memmap: value }, value.nbytes);
+      return addArray(value, 'Memmap', value.dtype, [...value.shape], memmapStorageOrder(value), { memmap: value }, value.nbytes);
     }
     if (value instanceof NDArray) {
       return addArray(value, 'NDArray', value.dtype, [...value.shape], value.order, { bytes: bytesOf(value.data) }, value.nbytes);
