@@ -74,6 +74,8 @@ export const ErrorCodes = Object.freeze({
   TASK_NOT_FOUND: 'MEMJOB_ERR_TASK_NOT_FOUND',
   /** A job from a memjob of another wire format version: update the parent and the workers to the same memjob. */
   VERSION_MISMATCH: 'MEMJOB_ERR_VERSION_MISMATCH',
+  /** A MemorizedResult whose stored result was removed (cleared, reduced) or damaged since callAndShelve() returned it. */
+  CACHE_MISS: 'MEMJOB_ERR_CACHE_MISS',
   /** Not enough free space for the file a 'w+' memmap would create. */
   NO_SPACE: 'ENOSPC',
   /** A failure inside memjob that is neither bad input nor an OS error: a bug, please report it. */

@@ -21,6 +21,8 @@ const memjobRules: LayerRules = {
     { name: 'remote', files: ['src/remote/**'] },
     { name: 'parallel', files: ['src/parallel/**'] },
     { name: 'multiprocessing', files: ['src/multiprocessing/**'] },
+    // Memory: joblib's disk cache of function results, on the dump format.
+    { name: 'memory', files: ['src/memory/**'] },
     // `memjob worker` and `memjob cluster`: a local pool serving a broker's queue.
     { name: 'cluster', files: ['src/cluster/**'] },
     { name: 'cli', files: ['src/cli/**'] },
