@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Memory, MemjobError, NDArray, expiresAfter, hasShareableMemory, memmap } from '../src/index.js';
-import { runTsChild, scratchDir } from './helpers.js';
+import { repoRoot, runCommand, runTsChild, scratchDir } from './helpers.js';
 
 const scratch = scratchDir('memory');
 afterAll(() => scratch.remove());
@@ -262,5 +262,33 @@ describe('Memory', () => {
     await new Promise((r) => child.on('close', r));
     const memory = new Memory(location);
     expect(memory.entries()).toEqual([]);
+  });
+
+  it('memjob cache ls, size and clear', { timeout: 60_000 }, async () => {
+    const location = freshLocation();
+    const memory = new Memory(location);
+    const twice = memory.cache(function twice(x: number) {
+      return new Float64Array(1000).fill(x * 2);
+    });
+    await twice(1);
+    await twice(2);
+    writeFileSync(join(location, 'notes.txt'), 'not ours');
+    const cli = (...args: string[]) => runCommand(process.execPath, ['--import', 'tsx', join(repoRoot, 'src', 'cli', 'main.ts'), 'cache', ...args]);
+    const ls = await cli('ls', location, '--json');
+    expect(ls.code, ls.stderr).toBe(0);
+    const listed = JSON.parse(ls.stdout) as { function: string; size: number }[];
+    expect(listed.map((e) => e.function)).toEqual(['twice', 'twice']);
+    expect(listed.every((e) => e.size >= 8000)).toBe(true);
+    const table = await cli('ls', location);
+    expect(table.stdout).toMatch(/function\s+key\s+size\s+created\s+last used\s+took/);
+    const size = await cli('size', location, '--json');
+    expect(JSON.parse(size.stdout)).toMatchObject({ entries: 2, functions: 1 });
+    const cleared = await cli('clear', location);
+    expect(cleared.stdout).toMatch(/removed 2 cached results/);
+    expect(memory.entries()).toEqual([]);
+    expect(existsSync(join(location, 'notes.txt'))).toBe(true); // only what memjob wrote goes
+    const missing = await cli('ls', join(location, 'nope'));
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(/expected a cache folder/);
   });
 });
