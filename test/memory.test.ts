@@ -8,7 +8,7 @@ import { existsSync, readdirSync, statSync, truncateSync, utimesSync, writeFileS
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Memory, MemjobError, NDArray, expiresAfter, hasShareableMemory, memmap } from '../src/index.js';
+import { Memory, MemjobError, NDArray, Parallel, delayed, expiresAfter, hasShareableMemory, memmap, task } from '../src/index.js';
 import { repoRoot, runCommand, runTsChild, scratchDir } from './helpers.js';
 
 const scratch = scratchDir('memory');
@@ -290,5 +290,25 @@ describe('Memory', () => {
     const missing = await cli('ls', join(location, 'nope'));
     expect(missing.code).toBe(1);
     expect(missing.stderr).toMatch(/expected a cache folder/);
+  });
+
+  it('Parallel workers share one cache: each distinct call is stored once, and a second run loads them all', { timeout: 60_000 }, async () => {
+    const location = freshLocation();
+    const cached = task<[string, number], { n: number; last: number; computed: number }>(new URL('./fixtures/memory-tasks.ts', import.meta.url), 'cachedSquares');
+    const calls = Array.from({ length: 24 }, (_, i) => delayed(cached)(location, i % 6));
+    const parallel = new Parallel({ nJobs: 2, backend: 'processes' });
+    const threads = new Parallel({ nJobs: 2, backend: 'threads' });
+    try {
+      const first = await parallel.run(calls);
+      expect(first.map((r) => r.last)).toEqual(calls.map((_, i) => (999 + (i % 6)) ** 2));
+      const memory = new Memory(location);
+      expect(memory.entries()).toHaveLength(6);
+      const folder = join(location, memory.entries()[0]!.functionFolder);
+      expect(readdirSync(folder).filter((n) => n.startsWith('.'))).toEqual([]);
+      const second = await threads.run(calls);
+      expect(second.every((r) => r.computed === 0)).toBe(true);
+    } finally {
+      await Promise.all([parallel.close(), threads.close()]);
+    }
   });
 });
