@@ -8,7 +8,7 @@ import { existsSync, readdirSync, statSync, truncateSync, utimesSync, writeFileS
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Memory, MemjobError, NDArray, Parallel, delayed, expiresAfter, hasShareableMemory, memmap, task } from '../src/index.js';
+import { Memory, MemjobError, NDArray, Parallel, delayed, expiresAfter, hash, hasShareableMemory, memmap, task } from '../src/index.js';
 import { repoRoot, runCommand, runTsChild, scratchDir } from './helpers.js';
 
 const scratch = scratchDir('memory');
@@ -119,7 +119,13 @@ describe('Memory', () => {
     const cycle: unknown[] = [1];
     cycle.push(cycle);
     expect(await record(cycle)).toBe(12);
-    expect(await record(cycle)).toBe(12);
+    expect(await record(cycle)).toBe(12);    // hash(), joblib.hash's counterpart, is the same encoding: 32 hex digits.
+    const digest = await hash({ x: new Float64Array([1, 2]), y: 'z' });
+    expect(digest).toMatch(/^[0-9a-f]{32}$/);
+    expect(await hash({ y: 'z', x: new NDArray(new Float64Array([1, 2])) })).toBe(digest);
+    expect(await hash({ y: 'z', x: new Float64Array([1, 3]) })).not.toBe(digest);
+    await expect(hash(new (class Point {})())).rejects.toMatchObject({ code: 'MEMJOB_ERR_UNSUPPORTED_VALUE', message: expect.stringMatching(/^hash\(\): cannot hash value: an instance of Point/) });
+    await expect(record(Symbol('s'))).rejects.toMatchObject({ code: 'MEMJOB_ERR_UNSUPPORTED_VALUE' });
   });
 
   it('hashes a Memmap by content, or by its file with memmapIdentity', async () => {

@@ -9,7 +9,7 @@
  */
 import { statSync } from 'node:fs';
 import { createXXHash128, type IHasher } from 'hash-wasm';
-import { ErrorCodes, MemjobError, describe } from '../errors.js';
+import { ErrorCodes, MemjobError, describe, invalidArg } from '../errors.js';
 import { dtypeOfArray, type TypedArray } from '../memmap/dtype.js';
 import { Memmap } from '../memmap/memmap.js';
 import { NDArray } from '../memmap/ndarray.js';
@@ -76,23 +76,34 @@ class Sink {
   }
 }
 
-/** Hex digest of `value`'s canonical encoding. */
-export async function hashValue(value: unknown, options: HashOptions = {}, where = 'Memory'): Promise<string> {
+/**
+ * joblib.hash for memjob: the hex XXH3-128 digest of `value`'s canonical
+ * encoding (see the top of this file). Equal values give equal digests
+ * across processes, machines and memjob versions of the same format.
+ */
+export function hash(value: unknown, options: HashOptions = {}): Promise<string> {
+  return hashValue(value, options, 'hash()', 'value');
+}
+
+/** The digest of `value`, after `salt` (a function's identity, for Memory's keys). */
+export async function hashValue(value: unknown, options: HashOptions, where: string, rootName: string, salt = ''): Promise<string> {
+  if (typeof options !== 'object' || options === null) throw invalidArg(where, 'options', 'an object', options);
   hasher ??= createXXHash128();
   const h = await hasher;
   h.init();
   const sink = new Sink(h);
-  encode(sink, value, options, where);
+  sink.string(salt);
+  encode(sink, value, options, where, rootName);
   sink.flush();
   return h.digest('hex');
 }
 
-function encode(rootSink: Sink, root: unknown, options: HashOptions, where: string): void {
+function encode(rootSink: Sink, root: unknown, options: HashOptions, where: string, rootName: string): void {
   // Objects on the path from the root, by depth: a cycle is written as a reference to its ancestor.
   // A value shared by two branches is written twice, so equal content gives an equal key however it is shared.
   const ancestors = new Map<object, number>();
   const refuse = (path: string, what: string): never => {
-    throw new MemjobError(ErrorCodes.UNSUPPORTED_VALUE, `${where}: cannot hash ${path} for the cache key: ${what}`);
+    throw new MemjobError(ErrorCodes.UNSUPPORTED_VALUE, `${where}: cannot hash ${path}: ${what}`);
   };
 
   const visit = (sink: Sink, value: unknown, path: string): void => {
@@ -187,7 +198,7 @@ function encode(rootSink: Sink, root: unknown, options: HashOptions, where: stri
       visit(sink, (object as Record<string, unknown>)[key], `${path}.${key}`);
     }
   };
-  visit(rootSink, root, 'argument');
+  visit(rootSink, root, rootName);
 }
 
 /** Writes an array's dtype, shape, order and bytes; false when `value` is not an array. */

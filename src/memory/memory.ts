@@ -55,7 +55,7 @@ export class Memory {
     const entryOf = async (args: unknown[]): Promise<string> => {
       checked ??= checkSource(folder!, identity);
       await checked;
-      return join(folder!, await hashValue([identity.id, keyArguments(args, ignored)], hashOptions, where));
+      return join(folder!, await hashValue(keyArguments(args, ignored), hashOptions, `${identity.name}()`, 'arguments', identity.id));
     };
 
     const compute = async (args: unknown[], entry: string): Promise<{ value: Awaited<R>; stored: boolean }> => {
