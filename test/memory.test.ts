@@ -57,6 +57,25 @@ describe('Memory', () => {
     expect(calls).toBe(4);
   });
 
+  it("verbose prints joblib's lines on stderr; compress stores compressed entries", async () => {
+    const lines: string[] = [];
+    const write = process.stderr.write.bind(process.stderr);
+    process.stderr.write = ((chunk: string | Uint8Array) => lines.push(String(chunk)) > 0) as typeof process.stderr.write;
+    try {
+      const memory = new Memory(freshLocation(), { verbose: 1, compress: 'gzip' });
+      const loud = memory.cache(function loud(x: number) {
+        return new Float64Array(10_000).fill(x);
+      });
+      await loud(1);
+      await loud(1);
+      const entry = memory.entries()[0]!;
+      expect(entry.size).toBeLessThan(10_000); // 80,000 bytes of one value, gzipped
+    } finally {
+      process.stderr.write = write;
+    }
+    expect(lines.join('')).toMatch(/^\[Memory\] Calling loud\.\.\.\n\[Memory\] \d+\.\ds, \d+\.\dmin: loud done\n\[Memory\] \d+\.\ds, \d+\.\dmin: Loading loud\.\.\.\n$/);
+  });
+
   it('awaits async functions, and passes calls straight through with Memory(null)', async () => {
     let calls = 0;
     const slowDouble = async (x: number) => {
