@@ -7,6 +7,8 @@ import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, statSync, truncateSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
+import { createXXHash128 } from 'hash-wasm';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Memory, MemjobError, NDArray, Parallel, delayed, expiresAfter, hash, hasShareableMemory, memmap, task } from '../src/index.js';
 import { repoRoot, runCommand, runTsChild, scratchDir } from './helpers.js';
@@ -145,6 +147,15 @@ describe('Memory', () => {
     expect(await hash({ y: 'z', x: new Float64Array([1, 3]) })).not.toBe(digest);
     await expect(hash(new (class Point {})())).rejects.toMatchObject({ code: 'MEMJOB_ERR_UNSUPPORTED_VALUE', message: expect.stringMatching(/^hash\(\): cannot hash value: an instance of Point/) });
     await expect(record(Symbol('s'))).rejects.toMatchObject({ code: 'MEMJOB_ERR_UNSUPPORTED_VALUE' });
+    // The native XXH128 and the WebAssembly fallback are the same function: keys do not depend on which loaded.
+    const { XXHash128 } = createRequire(import.meta.url)('xxhash-addon') as { XXHash128: { hash(b: Buffer): Buffer } };
+    const wasm = await createXXHash128();
+    for (const size of [0, 1, 100, 70_000, 3 << 20]) {
+      const bytes = Buffer.alloc(size, size % 251);
+      wasm.init();
+      wasm.update(bytes);
+      expect(XXHash128.hash(bytes).toString('hex'), String(size)).toBe(wasm.digest('hex'));
+    }
   });
 
   it('hashes a Memmap by content, or by its file with memmapIdentity', async () => {

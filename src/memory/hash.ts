@@ -8,13 +8,13 @@
  * native-notes/memory-hash.md has the hash measurements and the choice.
  */
 import { statSync } from 'node:fs';
-import { createXXHash128, type IHasher } from 'hash-wasm';
 import { ErrorCodes, MemjobError, describe, invalidArg } from '../errors.js';
 import { dtypeOfArray, type TypedArray } from '../memmap/dtype.js';
 import { Memmap } from '../memmap/memmap.js';
 import { NDArray } from '../memmap/ndarray.js';
 import { segmentBytes } from '../format/dump.js';
 import { memmapStorageOrder } from '../format/structure.js';
+import { xxh128, type Hasher128 } from './xxh128.js';
 
 export interface HashOptions {
   /**
@@ -25,16 +25,13 @@ export interface HashOptions {
   memmapIdentity?: boolean;
 }
 
-/** One hasher per thread: every use runs init-update-digest without awaiting, so calls never interleave. */
-let hasher: Promise<IHasher> | undefined;
-
 /** Small writes are gathered here, so the hasher is called per 64 KiB, not per number. */
 const STAGE_BYTES = 64 * 1024;
 
 class Sink {
   readonly #stage = Buffer.allocUnsafe(STAGE_BYTES);
   #used = 0;
-  constructor(readonly hasher: IHasher) {}
+  constructor(readonly hasher: Pick<Hasher128, 'update'>) {}
 
   bytes(data: Uint8Array): void {
     if (data.length > STAGE_BYTES / 4) {
@@ -88,14 +85,13 @@ export function hash(value: unknown, options: HashOptions = {}): Promise<string>
 /** The digest of `value`, after `salt` (a function's identity, for Memory's keys). */
 export async function hashValue(value: unknown, options: HashOptions, where: string, rootName: string, salt = ''): Promise<string> {
   if (typeof options !== 'object' || options === null) throw invalidArg(where, 'options', 'an object', options);
-  hasher ??= createXXHash128();
-  const h = await hasher;
+  const h = await xxh128();
   h.init();
   const sink = new Sink(h);
   sink.string(salt);
   encode(sink, value, options, where, rootName);
   sink.flush();
-  return h.digest('hex');
+  return h.digest();
 }
 
 function encode(rootSink: Sink, root: unknown, options: HashOptions, where: string, rootName: string): void {
@@ -147,7 +143,7 @@ function encode(rootSink: Sink, root: unknown, options: HashOptions, where: stri
   // A Map key or Set member as bytes, to order them; it shares the ancestors, so a cycle through a key ends too.
   const keyBytes = (value: unknown, path: string): Buffer => {
     const parts: Uint8Array[] = [];
-    const sink = new Sink({ update: (data: Uint8Array) => void parts.push(Buffer.from(data)) } as unknown as IHasher);
+    const sink = new Sink({ update: (data: Uint8Array) => void parts.push(Buffer.from(data)) });
     visit(sink, value, path);
     sink.flush();
     return Buffer.concat(parts);
