@@ -8,6 +8,7 @@
 import { readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { DumpBenchResult } from './dump.js';
+import type { JoblibBenchResult } from './joblib.js';
 import { environmentLines, type BenchRow } from './memmap.js';
 import type { MultiprocessingResult } from './multiprocessing.js';
 import type { ParallelMainResult } from './parallel.js';
@@ -112,6 +113,20 @@ function chartsFor(output: ModuleOutput): [string, BarChart][] {
           title: `dump/load throughput, one ${formatSize(rows[0]!.bytes)} Float64Array: memjob vs fs vs joblib`,
           unit: 'GB/s',
           notes,
+          bars: rows.map((r) => ({ label: r.measurement, value: r.value, memjob: r.measurement.startsWith('memjob') })),
+        },
+      ]);
+    }
+  } else if (output.name === 'joblib') {
+    const result = output.data as JoblibBenchResult;
+    const rows = result.rows.filter((r) => r.unit === 'GB/s' && r.bytes === result.rows[0]!.bytes);
+    if (rows.length > 0) {
+      charts.push([
+        'chart-joblib-throughput.svg',
+        {
+          title: `joblib files, a dict with one ${formatSize(rows[0]!.bytes)} float64 array: memjob vs joblib 1.2`,
+          unit: 'GB/s',
+          notes: ['Medians; files in /dev/shm; GB = 10^9 bytes of array data. Higher is better. Both sides load the file joblib.dump wrote.'],
           bars: rows.map((r) => ({ label: r.measurement, value: r.value, memjob: r.measurement.startsWith('memjob') })),
         },
       ]);

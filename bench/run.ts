@@ -17,6 +17,8 @@ interface BenchModule {
 const benchmarks: Record<string, () => Promise<BenchModule>> = {
   memmap: () => import('./memmap.js'),
   dump: () => import('./dump.js'),
+  joblib: () => import('./joblib.js'),
+  memory: () => import('./memory.js'),
   parallel: () => import('./parallel.js'),
   multiprocessing: () => import('./multiprocessing.js'),
   distributed: () => import('./distributed.js'),

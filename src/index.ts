@@ -2,16 +2,18 @@
 // The data API (memmap, dump/load, .npy, shared objects...): also what a worker hands a shipped function by name.
 export * from './worker-exports.js';
 export type { MemjobErrorCode, MemjobErrorDetails } from './errors.js';
-export type { DType, DTypeArrays, DTypeScalar, TypedArray } from './memmap/dtype.js';
+export type { Complex, DateTimeDType, DateTimeUnit, DType, DTypeArrays, DTypeScalar, StringDType, TimeDeltaDType, TypedArray } from './memmap/dtype.js';
 export type { Order } from './memmap/layout.js';
 export type { ChunksOptions, MemmapMode } from './memmap/memmap.js';
-export type { NDArrayOptions } from './memmap/ndarray.js';
+export type { NDArrayOptions, StringArrayOptions } from './memmap/ndarray.js';
 export type { MemmapOptions } from './memmap/open.js';
 export type { DumpOptions } from './format/dump.js';
 export type { CompressMethod, CompressOption } from './format/compression.js';
 export type { LoadMmapMode, LoadOptions } from './format/load.js';
 export type { Advice } from './native.js';
 export type { LoadNpyOptions } from './format/npy.js';
+export type { LoadNpzOptions } from './format/npz.js';
+export type { NpzArrays, SaveNpzOptions } from './format/npz-save.js';
 export type { LoadJoblibOptions } from './format/joblib.js';
 export type { DumpJoblibOptions, JoblibCompressMethod, JoblibCompressOption } from './format/joblib-dump.js';
 export { chooseTempRoot as chooseTempFolder } from './transport/temp-root.js';
@@ -30,6 +32,12 @@ export type { RemoteOptions } from './parallel/remote-options.js';
 export type { BrokerOption } from './remote/broker.js';
 export type { ProgressCallback } from './parallel/progress.js';
 
+export { Memory } from './memory/memory.js';
+export { hash } from './memory/hash.js';
+export type { HashOptions } from './memory/hash.js';
+export { MemorizedResult, expiresAfter } from './memory/types.js';
+export type { CacheEntryMetadata, CacheOptions, CachedFunction, Duration, MemoryOptions } from './memory/types.js';
+export type { CacheEntry, ReduceSizeLimits } from './memory/limits.js';
 export { Pool } from './multiprocessing/pool.js';
 export type { ChunkOptions, PoolOptions } from './multiprocessing/pool.js';
 export { Process } from './multiprocessing/process.js';

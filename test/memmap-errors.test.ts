@@ -27,10 +27,12 @@ describe('bad input gets a MemjobError with a stable code', () => {
   });
 
   it('an unknown dtype names the known ones and what was received', () => {
-    const error = failure(() => memmap(path, { dtype: 'float16' as never }));
+    const error = failure(() => memmap(path, { dtype: 'float128' as never }));
     expect(error.code).toBe('MEMJOB_ERR_DTYPE');
     expect(error.message).toContain('float64');
-    expect(error.message).toContain('"float16"');
+    expect(error.message).toContain('datetime64[unit]');
+    expect(error.message).toContain('"float128"');
+    expect(error.message.length).toBeLessThan(300);
   });
 
   it('numpy spellings of known dtypes are accepted', () => {

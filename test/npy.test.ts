@@ -5,7 +5,6 @@ import {
   Memmap,
   MemjobError,
   NDArray,
-  dtypeNames,
   loadNpy,
   loadNpySync,
   memmap,
@@ -25,8 +24,11 @@ const fixtures = new URL('./fixtures/npy/', import.meta.url);
 
 // ---- helpers ----
 
-type Element = number | bigint | boolean;
+type Element = ReturnType<NDArray['get']>;
 type Loaded = NDArray | Memmap;
+/** The dtypes of one TypedArray slot per element (test/dtypes-extra.test.ts covers the others). */
+const baseDTypes = ['int8', 'int16', 'int32', 'int64', 'uint8', 'uint16', 'uint32', 'uint64', 'float32', 'float64', 'bool'] as const;
+type BaseDType = (typeof baseDTypes)[number];
 
 function unravel(i: number, shape: readonly number[]): number[] {
   const index = new Array<number>(shape.length);
@@ -110,7 +112,7 @@ function writeNpy(bytes: Uint8Array): string {
 const leftovers = () => readdirSync(scratch.dir).filter((name) => name.includes('tmp'));
 
 /** Distinct values per dtype, with the extremes first, so a swapped or misread byte shows. */
-const samples: { [D in DType]: (n: number) => DTypeArrays[D] } = {
+const samples: { [D in BaseDType]: (n: number) => DTypeArrays[D] } = {
   int8: (n) => Int8Array.from({ length: n }, (_, i) => [-128, 127][i] ?? i * 7 - 40),
   int16: (n) => Int16Array.from({ length: n }, (_, i) => [-32768, 32767][i] ?? i * 301 - 1000),
   int32: (n) => Int32Array.from({ length: n }, (_, i) => [-(2 ** 31), 2 ** 31 - 1][i] ?? i * 100_003 - 7),
@@ -124,12 +126,12 @@ const samples: { [D in DType]: (n: number) => DTypeArrays[D] } = {
   bool: (n) => Uint8Array.from({ length: n }, (_, i) => (i % 3 === 0 ? 1 : 0)),
 };
 
-function sample(dtype: DType, shape: number[], order: 'C' | 'F' = 'C'): NDArray {
+function sample(dtype: BaseDType, shape: number[], order: 'C' | 'F' = 'C'): NDArray {
   const n = shape.reduce((a, b) => a * b, 1);
   return ndarray(samples[dtype](n) as never, { dtype, shape, order });
 }
 
-const descrs: Record<DType, string> = {
+const descrs: Record<BaseDType, string> = {
   int8: '|i1', int16: '<i2', int32: '<i4', int64: '<i8',
   uint8: '|u1', uint16: '<u2', uint32: '<u4', uint64: '<u8',
   float32: '<f4', float64: '<f8', bool: '|b1',
@@ -225,7 +227,7 @@ describe('files written by numpy (test/fixtures/npy)', () => {
 // ---- memjob to memjob ----
 
 describe('round trips', () => {
-  for (const dtype of dtypeNames) {
+  for (const dtype of baseDTypes) {
     it(`${dtype}: 1-d, 2-d C and F, 0-d and empty, sync and async, in memory and mapped`, async () => {
       const cases: NDArray[] = [
         sample(dtype, [7]),
@@ -278,12 +280,10 @@ describe('round trips', () => {
     expect(loadNpySync(path).get(0)).toBe(true);
   });
 
-  it('a header over 64 KiB (thousands of axes) is written as version 2.0 and reads back', async () => {
-    const path = scratch.file('v2.npy');
-    const shape = new Array<number>(25_000).fill(1);
+  it('32 axes (the most numpy 1.x loads) are written and read back; 33 are refused (test/npy-header-rules.test.ts)', async () => {
+    const path = scratch.file('32-axes.npy');
+    const shape = new Array<number>(32).fill(1);
     saveNpySync(path, ndarray(new Float64Array([7.5]), { shape }));
-    const bytes = readFileSync(path);
-    expect([bytes[6], bytes[7]]).toEqual([2, 0]);
     expect(headerLength(path) % 64).toBe(0);
     const loaded = await loadNpy(path);
     expect(loaded.shape).toEqual(shape);
@@ -317,7 +317,7 @@ describe('round trips', () => {
   });
 
   it('big-endian files of every multi-byte dtype are converted in memory', () => {
-    for (const dtype of dtypeNames) {
+    for (const dtype of baseDTypes) {
       const source = samples[dtype](6);
       const swapped = Buffer.from(new Uint8Array(source.buffer).slice());
       const size = source.BYTES_PER_ELEMENT;
@@ -568,7 +568,7 @@ describe('corrupt files are MEMJOB_ERR_FORMAT, never a crash or a big allocation
     const dicts: [string, RegExp][] = [
       ["{'descr': '<f8', 'fortran_order': False, 'shape': (3,), 'extra': 1, }", /unexpected key 'extra'/],
       ["{'descr': '<f8', 'fortran_order': False, }", /no 'shape'/],
-      ["{'descr': '<f8', 'descr': '<f8', 'fortran_order': False, 'shape': (3,), }", /'descr' appears twice/],
+      ["{'descr': '<f8', 'fortran_order': False, 'shape': (3,), 'descr': 8, }", /'descr' to be a string/], // the last value wins
       ["{'descr': '<f8', 'fortran_order': False, 'shape': [3], }", /'shape' to be a tuple/],
       ["{'descr': '<f8', 'fortran_order': False, 'shape': (3), }", /'shape' to be a tuple.*found \(3\)/],
       ["{'descr': '<f8', 'fortran_order': False, 'shape': 3, }", /'shape' to be a tuple/],
@@ -578,14 +578,14 @@ describe('corrupt files are MEMJOB_ERR_FORMAT, never a crash or a big allocation
       ["{'descr': 8, 'fortran_order': False, 'shape': (3,), }", /'descr' to be a string/],
       ["{'descr': '<f8, 'fortran_order': False, 'shape': (3,), }", /malformed header dict/],
       ["{'descr': '<f8', 'fortran_order': False, 'shape': (3,)", /expected '}'/],
-      ["{'descr': '<f8', 'fortran_order': False, 'shape': (3,), } junk", /unexpected text after the header dict/],
+      ["{'descr': '<f8', 'fortran_order': False, 'shape': (3,), } junk", /unexpected text after the dict/],
       ["{'descr': '<f8' 'fortran_order': False, 'shape': (3,), }", /expected '}'/],
       ["{descr: '<f8', 'fortran_order': False, 'shape': (3,), }", /unexpected name 'descr'/],
-      ["{'descr': '<f8', 'fortran_order': False, 'shape': (3,), 'x': {}}", /unexpected "\{"/],
+      ["{'descr': '<f8', 'fortran_order': False, 'shape': (3,), 'x': {}}", /unexpected key 'x'/],
       ["['descr', '<f8']", /expected '\{'/],
       ['{}', /no 'descr' or 'fortran_order' or 'shape'/],
-      ["__import__('os').system('touch /tmp/memjob-pwned')", /unexpected "_"|expected '\{'/],
-      [`{'descr': ${'['.repeat(60_000)}, 'fortran_order': False, 'shape': (3,), }`, /nested more than 32 deep/],
+      ["__import__('os').system('touch /tmp/memjob-pwned')", /unexpected name '__import__'/],
+      [`{'descr': ${'['.repeat(9_000)}, 'fortran_order': False, 'shape': (3,), }`, /nested more than 32 deep/], // under 10,000 characters
     ];
     for (const [dict, pattern] of dicts) await expectFormat(npyBytes(dict, 24), pattern);
     expect(existsSync('/tmp/memjob-pwned')).toBe(false);
@@ -605,7 +605,8 @@ describe('corrupt files are MEMJOB_ERR_FORMAT, never a crash or a big allocation
 });
 
 describe('unsupported dtypes are MEMJOB_ERR_DTYPE, naming the descr', () => {
-  const cases = ['<f2', '|O', '<c16', '|S5', '<U3', '<M8[ns]', '|V8', '<i16', 'float64', "[('a', '<i4'), ('b', '<f8')]"];
+  // float128, complex256, a unit multiple, zero-width strings, a name numpy refuses with a byte order.
+  const cases = ['|O', '|V8', '<i16', '<f16', '<c32', '<M8[2ns]', '|S0', '<U0', '<float64', "[('a', '<i4'), ('b', '<f8')]"];
   for (const descr of cases) {
     it(descr, async () => {
       const value = descr.startsWith('[') ? descr : `'${descr}'`;
@@ -664,7 +665,7 @@ describe('system errors and bad arguments', () => {
       expect(failure(() => saveNpySync(path, bad as never)).code).toBe('MEMJOB_ERR_INVALID_ARG');
     }
     expect(failure(() => saveNpySync('', new Float64Array(1))).code).toBe('MEMJOB_ERR_INVALID_ARG');
-    expect((await asyncFailure(() => saveNpy(path, {} as never))).message).toContain('a TypedArray, an NDArray or a Memmap');
+    expect((await asyncFailure(() => saveNpy(path, {} as never))).message).toContain('a TypedArray, an NDArray, a Memmap or an array of strings');
     const mm = memmap(scratch.file('closed.bin'), { mode: 'w+', dtype: 'int16', shape: [4] });
     mm.close();
     expect(failure(() => saveNpySync(path, mm)).code).toBe('MEMJOB_ERR_CLOSED');
@@ -769,7 +770,7 @@ describe('real numpy (/usr/bin/python3)', () => {
   it.skipIf(skipNumpy)(`numpy loads what memjob writes, every dtype, C, F, 0-d, empty, a strided view${skipNote}`, () => {
     const interpreter = numpy();
     const written: { path: string; source: Loaded; fortran: boolean }[] = [];
-    for (const dtype of dtypeNames) {
+    for (const dtype of baseDTypes) {
       const shapes: [number[], 'C' | 'F'][] = [[[3, 4], 'C'], [[3, 4], 'F'], [[2, 3, 2], 'F'], [[], 'C'], [[0, 3], 'C']];
       for (const [i, [shape, order]] of shapes.entries()) {
         const path = scratch.file(`to-numpy-${dtype}-${i}.npy`);
@@ -791,7 +792,7 @@ describe('real numpy (/usr/bin/python3)', () => {
     const seen = runSummarize(interpreter, written.map((w) => w.path));
     for (const [i, { path, source, fortran }] of written.entries()) {
       const got = seen[i]!;
-      expect(got.descr, path).toBe(descrs[source.dtype]);
+      expect(got.descr, path).toBe(descrs[source.dtype as BaseDType]);
       expect(got.shape, path).toEqual(source.shape);
       expect(got.fortran, path).toBe(fortran);
       if (source.size > 0) expect(got.mapped, path).toBe(true); // an empty file numpy may read instead
@@ -825,7 +826,9 @@ describe('real numpy (/usr/bin/python3)', () => {
       }
     }
     expect(elements(loadNpySync(`${dir}/u8_be_f.npy`))).toEqual([0n, 1n, 2n ** 64n - 1n, 7n, 8n, 2n ** 63n]);
-    for (const [name, descr] of [['f2', '<f2'], ['c16', '<c16'], ['struct', "('a', '<i4')"], ['obj', '|O']]) {
+    expect(loadNpySync(`${dir}/f2.npy`).dtype).toBe('float16');
+    expect(loadNpySync(`${dir}/c16.npy`).dtype).toBe('complex128');
+    for (const [name, descr] of [['struct', "('a', '<i4')"], ['obj', '|O']]) {
       const error = failure(() => loadNpySync(`${dir}/${name}.npy`));
       expect(error.code, name).toBe('MEMJOB_ERR_DTYPE');
       expect(error.message, name).toContain(descr);

@@ -21,7 +21,7 @@ export async function double(x: number): Promise<number> {
 `;
 
 const good = `
-import { Parallel, Pool, delayed, load, loadSync, ndarray, task, type NDArray, type TaskFunction } from 'memjob';
+import { NDArray, Parallel, Pool, delayed, load, loadSync, ndarray, stringArray, task, type Complex, type TaskFunction } from 'memjob';
 
 // Exact type equality, not mere assignability.
 type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
@@ -86,6 +86,21 @@ const flags = ndarray(new Uint8Array(2), { dtype: 'bool' });
 same<typeof flags, NDArray<'bool'>>(true);
 const f32 = ndarray(new Float32Array(2), { dtype: 'float32' });
 same<typeof f32, NDArray<'float32'>>(true);
+
+// The dtypes beyond one number per slot are named, never inferred, and get() says what an element is.
+const z = ndarray(new Float32Array(4), { dtype: 'complex64' });
+same<typeof z, NDArray<'complex64'>>(true);
+same<ReturnType<typeof z.get>, Complex>(true);
+const half = ndarray(new Uint16Array(2), { dtype: 'float16' });
+same<ReturnType<typeof half.get>, number>(true);
+const when = ndarray(new BigInt64Array(2), { dtype: 'datetime64[ns]' });
+same<typeof when, NDArray<'datetime64[ns]'>>(true);
+same<ReturnType<typeof when.get>, bigint>(true);
+const names = stringArray(['a', 'bc']);
+same<ReturnType<typeof names.get>, string>(true);
+same<ReturnType<typeof names.toStrings>, string[]>(true);
+const anyArray: unknown = names;
+if (anyArray instanceof NDArray) same<typeof anyArray.data.buffer, ArrayBufferLike>(true);
 `;
 
 // Each line that must fail, with the error tsc must give for it.
@@ -94,6 +109,8 @@ const bad: [code: string, expected: RegExp][] = [
   [`const n: number = await task<typeof import('./tasks.js')['label']>(url, 'label')(3, 'kg');`, /TS2322: Type 'string' is not assignable to type 'number'/],
   [`const x: NDArray<'float32'> = ndarray(new Float64Array(2));`, /TS2322: Type 'NDArray<"float64">' is not assignable to type 'NDArray<"float32">'/],
   [`ndarray(new Float64Array(2), { dtype: 'int32' });`, /TS2769: No overload matches this call/],
+  [`ndarray(new Float64Array(2), { dtype: 'datetime64[ns]' });`, /TS2769: No overload matches this call/],
+  [`ndarray(new Float64Array(2), { dtype: 'datetime64[xs]' });`, /TS2769: No overload matches this call/],
   [`await new Pool().map((x: number) => x, 5);`, /TS2345: Argument of type 'number' is not assignable to parameter of type 'Iterable<number> \| AsyncIterable<number>'/],
 ];
 

@@ -14,6 +14,7 @@ export interface InspectCommandOptions {
   maxDepth?: number;
   maxRows?: number;
   maxArrays?: number;
+  maxHeaderSize?: number;
 }
 
 /** The text report's last bound, whatever the --max-* options allow. */
@@ -26,6 +27,7 @@ export async function runInspect(file: string, options: InspectCommandOptions): 
     ...(options.maxDepth === undefined ? {} : { maxDepth: options.maxDepth }),
     ...(options.maxRows === undefined ? {} : { maxRows: options.maxRows }),
     ...(options.maxArrays === undefined ? {} : { maxArrays: options.maxArrays }),
+    ...(options.maxHeaderSize === undefined ? {} : { maxHeaderSize: options.maxHeaderSize }),
   });
   if (options.json === true) printJson(report);
   else print(limitOutput(renderReport(report), MAX_OUTPUT, 'lower --max-entries, --max-rows or --max-arrays'));
@@ -40,7 +42,7 @@ export function renderReport(report: FileReport): string[] {
   lines.push('');
   renderNode(report.tree, report.arrays, 'value', '', lines);
   lines.push('');
-  const where = format.type === 'memjob-dump' && format.compression !== null ? 'offset (decompressed)' : 'offset';
+  const where = (format.type === 'memjob-dump' || format.type === 'joblib') && format.compression !== null ? 'offset (decompressed)' : 'offset';
   lines.push(`arrays: ${report.arrayCount}${report.arrayCount === 0 ? '' : `, ${formatBytes(report.arrayBytes)} in all`}`);
   if (report.arrays.length > 0) {
     const npy = format.type === 'npy' || format.type === 'joblib'; // both name numpy's descr
@@ -52,7 +54,7 @@ export function renderReport(report: FileReport): string[] {
       ...(npy ? [(a as { descr?: string }).descr ?? ''] : []),
       formatShape(a.shape),
       a.order,
-      a.offset === null ? 'in pickle' : String(a.offset),
+      location(a, 'in pickle', ''),
       String(a.bytes),
     ]);
     lines.push(...table([header, ...rows], '  '));
@@ -66,8 +68,11 @@ function formatRows(report: FileReport): string[][] {
   const { format } = report;
   if (format.type === 'joblib') {
     return [
-      ['format', `joblib / Python pickle, protocol ${format.protocol} (read by the restricted unpickler; arrays not read)`],
-      ['size', formatBytesExact(format.fileBytes)],
+      [
+        'format',
+        `joblib / Python pickle, protocol ${format.protocol}${format.compression === null ? '' : `, compressed with ${format.compression === 'zfile' ? "zlib (joblib 0.9's Z-file)" : format.compression}`} (read by the restricted unpickler; arrays not ${format.compression === null ? 'read' : 'built'})`,
+      ],
+      ['size', format.compression === null ? formatBytesExact(format.fileBytes) : `${formatBytesExact(format.fileBytes)} on disk, ${formatBytesExact(format.pickleBytes)} decompressed`],
     ];
   }
   if (format.type === 'npy') {
@@ -97,7 +102,14 @@ function formatRows(report: FileReport): string[][] {
 
 function describeArray(a: ArrayReport | JoblibArrayReport): string {
   const descr = a.descr === undefined ? '' : ` '${a.descr}'`;
-  return `${a.kind} ${a.dtype}${descr} ${formatShape(a.shape)} ${a.order}, ${formatBytes(a.bytes)} ${a.offset === null ? 'inside the pickle' : `at offset ${a.offset}`}`;
+  return `${a.kind} ${a.dtype}${descr} ${formatShape(a.shape)} ${a.order}, ${formatBytes(a.bytes)} ${location(a, 'inside the pickle', 'at offset ')}`;
+}
+
+/** Where an array's bytes are: the offset, or where they sit when there is none; joblib 0.9's side files named. */
+function location(a: ArrayReport | JoblibArrayReport, none: string, before: string): string {
+  const side = 'sideFile' in a && a.sideFile !== null ? terminalSafe(a.sideFile) : null;
+  if (side !== null) return a.offset === null ? `in side file ${side}` : `${before}${a.offset} of side file ${side}`;
+  return a.offset === null ? none : `${before}${a.offset}`;
 }
 
 function renderNode(node: ValueNode, arrays: readonly (ArrayReport | JoblibArrayReport)[], label: string, indent: string, lines: string[]): void {

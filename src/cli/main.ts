@@ -39,7 +39,8 @@ export function buildProgram(): Command {
     .option('--max-depth <n>', 'nesting levels shown', positiveInteger, 16)
     .option('--max-rows <n>', 'rows of the tree shown in all', positiveInteger, 1000)
     .option('--max-arrays <n>', 'arrays listed (the rest are counted)', positiveInteger, 1000)
-    .action(async (file: string, options: { json?: boolean; checkData?: boolean; maxEntries: number; maxDepth: number; maxRows: number; maxArrays: number }) => {
+    .option('--max-header-size <n>', 'for a .npy file, the most characters its header may have (numpy\'s max_header_size)', positiveInteger, 10_000)
+    .action(async (file: string, options: { json?: boolean; checkData?: boolean; maxEntries: number; maxDepth: number; maxRows: number; maxArrays: number; maxHeaderSize: number }) => {
       const { runInspect } = await import('./inspect.js');
       await runInspect(file, options);
     });
@@ -95,6 +96,23 @@ export function buildProgram(): Command {
       const { runClusterStatus } = await import('./cluster.js');
       await runClusterStatus(options);
     });
+
+  const cache = program.command('cache').description('look at or clear a Memory cache folder');
+  for (const [name, description] of [
+    ['ls', 'list the cached results: function, key, size, created, last used, how long the call took'],
+    ['size', 'count the cached results and their bytes'],
+    ['clear', 'remove every cached result (only what memjob wrote there)'],
+  ] as const) {
+    cache
+      .command(name)
+      .description(description)
+      .argument('[location]', 'the cache folder', '.cache/memjob')
+      .option('--json', 'print the report as JSON')
+      .action(async (location: string, options: { json?: boolean }) => {
+        const { runCacheList, runCacheSize, runCacheClear } = await import('./cache.js');
+        ({ ls: runCacheList, size: runCacheSize, clear: runCacheClear })[name](location, options);
+      });
+  }
 
   return program;
 }

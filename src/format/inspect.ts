@@ -10,7 +10,7 @@
  * bounded whatever the file holds (maxEntries, maxDepth, maxRows,
  * maxArrays, and short keys and paths: inspect-tree.ts).
  */
-import { describeJoblib, type JoblibArrayReport, type JoblibFormat } from './inspect-joblib.js';
+import { describeJoblib, isCompressedJoblib, type JoblibArrayReport, type JoblibFormat } from './inspect-joblib.js';
 import { closeSync, constants as fsConstants } from 'node:fs';
 import { resolve } from 'node:path';
 import { ErrorCodes, MemjobError, clip, systemError } from '../errors.js';
@@ -21,7 +21,14 @@ import { detectMethod, type CompressMethod } from './compression.js';
 import { openCompressedDump, readExactlySync, readHeadSync, readLayoutSync, skipTo, type Parsed } from './dump-reader.js';
 import { hasMagic } from './header.js';
 import { ArrayRef, describeValue, pathText, type ArrayAt, type ArrayNode, type Limits, type ValueNode } from './inspect-tree.js';
-import { PREFIX_MAX_BYTES, decodeHeader as decodeNpyHeader, parseHeader as parseNpyHeader, parsePrefix, type NpyContext } from './npy-header.js';
+import {
+  PREFIX_MAX_BYTES,
+  decodeHeader as decodeNpyHeader,
+  parseHeader as parseNpyHeader,
+  parseMaxHeaderSize,
+  parsePrefix,
+  type NpyContext,
+} from './npy-header.js';
 import { StructureError, decodeValue, type ArrayKind } from './structure.js';
 
 export type { JoblibArrayReport, JoblibFormat } from './inspect-joblib.js';
@@ -45,6 +52,8 @@ export interface InspectOptions {
    * .npy files are always checked against their size.
    */
   checkData?: boolean;
+  /** For a .npy file: the most characters its header may have, as loadNpy's option (default 10,000, numpy's). */
+  maxHeaderSize?: number;
 }
 
 export interface DumpFormat {
@@ -131,13 +140,15 @@ export async function inspectFile(filename: string, options: InspectOptions = {}
       return report(path, readLayoutSync(fd, size, head, path), { compression: null, fileBytes: size, dataChecked: true }, limits);
     }
     if (head.length > 0 && NPY_MAGIC.subarray(0, Math.min(head.length, NPY_MAGIC.length)).equals(head.subarray(0, NPY_MAGIC.length))) {
-      return describeNpy(fd, size, head, path);
+      return describeNpy(fd, size, head, path, parseMaxHeaderSize(options.maxHeaderSize, WHERE));
     }
     // A Python pickle of protocol 2 to 5 (joblib.dump): read through the restricted unpickler, arrays not read.
     if (head[0] === 0x80 && head[1]! >= 2 && head[1]! <= 5) {
       const joblib = describeJoblib(path, WHERE, limits);
       if (joblib !== undefined) return { path, ...joblib };
     }
+    // A compressed joblib file (bz2, xz, lzma, lz4, joblib 0.9's Z-file, or zlib/gzip holding a pickle).
+    if (isCompressedJoblib(head, fd)) return { path, ...describeJoblib(path, WHERE, limits, true)! };
     compressed = detectMethod(head);
   } catch (error) {
     throw asMemjobError(error, path);
@@ -253,16 +264,16 @@ function report(
 
 // ---- .npy ----
 
-function describeNpy(fd: number, size: number, head: Buffer, path: string): FileReport {
+function describeNpy(fd: number, size: number, head: Buffer, path: string, maxHeaderSize: number): FileReport {
   const ctx: NpyContext = { where: WHERE, path };
   const prefixBytes = Buffer.alloc(Math.min(size, PREFIX_MAX_BYTES));
   readExactlySync(fd, prefixBytes, 0, path);
-  const prefix = parsePrefix(prefixBytes, size, ctx);
+  const prefix = parsePrefix(prefixBytes, size, ctx, maxHeaderSize);
   const textBytes = Buffer.alloc(prefix.headerBytes);
   readExactlySync(fd, textBytes, prefix.headerStart, path);
   const text = decodeNpyHeader(textBytes, prefix.encoding, ctx);
   const dataOffset = prefix.headerStart + prefix.headerBytes;
-  const header = parseNpyHeader(text, dataOffset, size, ctx);
+  const header = parseNpyHeader(text, dataOffset, size, ctx, { maxHeaderSize, version: prefix.version });
   const order: Order = header.fortranOrder ? 'F' : 'C';
   const format: NpyFormat = {
     type: 'npy',

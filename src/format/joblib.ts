@@ -7,20 +7,17 @@
  * is built. Arrays (joblib >= 0.12 writes their bytes inline after each
  * NumpyArrayWrapper) come back as NDArrays in memory.
  *
- * It reads uncompressed files and zlib- or gzip-compressed ones (joblib
- * compresses the whole pickle as one stream). With mmapMode, an uncompressed
- * file's arrays are mapped where they lie in the pickle, as joblib.load(f,
- * mmap_mode) maps them: zero copy. bz2, lzma, xz and lz4, joblib 0.9's side
- * files and dumpJoblib() are issue 14's next steps; until then they are
- * refused with a MemjobError that says so.
+ * It reads uncompressed files and every compression joblib writes (the whole
+ * pickle as one stream, decompressed within maxDecompressedBytes by
+ * joblib-compression.ts), and joblib 0.8/0.9's Z-files and side files
+ * (joblib-compat.ts). With mmapMode, an uncompressed file's arrays are mapped
+ * where they lie in the pickle, as joblib.load(f, mmap_mode) maps them: zero
+ * copy.
  */
 import { closeSync, constants as fsConstants, read, readSync } from 'node:fs';
 import { promisify } from 'node:util';
-import { gunzip, gunzipSync, inflate, inflateSync } from 'node:zlib';
 
 const readAsync = promisify(read);
-const inflateAsync = promisify(inflate);
-const gunzipAsync = promisify(gunzip);
 import { ErrorCodes, MemjobError, invalidArg, systemError } from '../errors.js';
 import { dtypeInfo, type TypedArray } from '../memmap/dtype.js';
 import { FileMapping } from '../memmap/file-mapping.js';
@@ -29,23 +26,21 @@ import { memmap } from '../memmap/open.js';
 import { maxViewBytes } from '../native.js';
 import { parseFilename } from '../system/filename.js';
 import { openRegularFile } from '../system/regular-file.js';
+import { compressionOf, decompressJoblib, decompressJoblibAsync, type JoblibCompression } from './joblib-compression.js';
 import { dtypeOfDescr } from './npy-header.js';
-import { resolveJoblibGlobal, type NdarrayDescription } from './pickle/joblib-globals.js';
+import { isZfile, readSideFile, readZfile } from './joblib-compat.js';
+import { resolveJoblibGlobal, type NdarrayDescription, type NdarrayFileDescription } from './pickle/joblib-globals.js';
 import { BufferReader } from './pickle/reader.js';
 import { unpickle } from './pickle/unpickler.js';
 
-/** Largest file read whole (V8's largest Buffer); larger files will need the file-backed reader. */
-const MAX_FILE_BYTES = 2 ** 31 - 1;
+/** Largest file read whole, and largest decompressed pickle: the largest Buffer (4 GiB on Node 20). */
+const MAX_FILE_BYTES = maxViewBytes;
+/** maxDecompressedBytes' default: a bomb stops at 2 GiB unless the caller trusts the file further. */
+const DEFAULT_DECOMPRESSED_BYTES = 2 ** 31 - 1;
+/** fs.read takes at most 2^31 - 1 bytes a call. */
+const READ_CHUNK = 2 ** 30;
 
-/** The first bytes of the compressed formats joblib writes (numpy_pickle_utils.py): refused for now. */
-const COMPRESSED: [string, number[]][] = [
-  ['zlib', [0x78]],
-  ['gzip', [0x1f, 0x8b]],
-  ['bz2', [0x42, 0x5a, 0x68]],
-  ['xz', [0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]],
-  ['lzma', [0x5d, 0x00]],
-  ['lz4', [0x04, 0x22, 0x4d, 0x18]],
-];
+export { compressionOf } from './joblib-compression.js';
 
 /**
  * Reads a `joblib.dump` file. Python dicts come back as Maps (their keys may
@@ -60,10 +55,9 @@ export function loadJoblibSync(filename: string | URL, options: LoadJoblibOption
     if (mapped !== undefined) return mapped;
     warnCompressedMmap(path);
   }
-  let bytes = readWhole(path, where);
-  const compressed = compressionOf(bytes);
-  if (compressed !== undefined) bytes = decompress(compressed, bytes, limit, path, where);
-  return toValues(parse(bytes, path, where), (d) => toNDArray(d, path, where));
+  const bytes = pickleBytes(readWhole(path, where), limit, path, where);
+  const make = (d: NdarrayDescription) => toNDArray(d, path, where);
+  return toValues(parse(bytes, path, where), make, (d) => readSideFile(d, path, { mmapMode: null, limit, toArray: make }, where));
 }
 
 /**
@@ -83,13 +77,16 @@ export async function loadJoblib(filename: string | URL, options: LoadJoblibOpti
   let bytes = await readWholeAsync(path, where);
   const compressed = compressionOf(bytes);
   if (compressed !== undefined) bytes = await decompressAsync(compressed, bytes, limit, path, where);
-  return toValues(parse(bytes, path, where), (d) => toNDArray(d, path, where));
+  else if (isZfile(bytes)) bytes = unZfile(bytes, limit, path, where);
+  // Side files of joblib 0.9 (small: joblib 0.9 is long gone) are read synchronously.
+  const make = (d: NdarrayDescription) => toNDArray(d, path, where);
+  return toValues(parse(bytes, path, where), make, (d) => readSideFile(d, path, { mmapMode: null, limit, toArray: make }, where));
 }
 
 function parseArgs(filename: string | URL, options: LoadJoblibOptions, where: string): { path: string; limit: number; mmapMode: 'r' | 'r+' | 'c' | null } {
   if (typeof options !== 'object' || options === null) throw invalidArg(where, 'options', 'an object', options);
   const path = parseFilename(filename, where);
-  const limit = options.maxDecompressedBytes ?? MAX_FILE_BYTES;
+  const limit = options.maxDecompressedBytes ?? DEFAULT_DECOMPRESSED_BYTES;
   if (!(Number.isSafeInteger(limit) && limit > 0 && limit <= MAX_FILE_BYTES)) throw invalidArg(where, 'maxDecompressedBytes', `a whole number of bytes from 1 to ${MAX_FILE_BYTES}`, limit);
   const mmapMode = options.mmapMode ?? null;
   if (mmapMode !== null && !(['r', 'r+', 'c'] as unknown[]).includes(mmapMode)) throw invalidArg(where, 'mmapMode', "'r', 'r+', 'c' or null", mmapMode);
@@ -101,12 +98,6 @@ function warnCompressedMmap(path: string): void {
     code: 'MEMJOB_COMPRESSED_MMAP',
     detail: 'joblib.load(f, mmap_mode=...) does the same for a compressed file. Dump with compress=0 to load with mmapMode.',
   });
-}
-
-/** The compression of a joblib file by its first bytes, as joblib detects it; undefined for a plain pickle. */
-export function compressionOf(bytes: Uint8Array): string | undefined {
-  if (bytes[0] === 0x80) return undefined; // PROTO: a pickle of protocol 2 or later
-  return COMPRESSED.find(([, magic]) => magic.every((byte, i) => bytes[i] === byte))?.[0];
 }
 
 function parse(bytes: Uint8Array, path: string, where: string): unknown {
@@ -129,12 +120,12 @@ function loadMapped(path: string, mode: 'r' | 'r+' | 'c', where: string): unknow
   let copied = 0;
   const mapped = readJoblibMapped(path, where, (d) => {
     const { dtype, swap } = dtypeOfDescr(d.dtype, { where, path });
-    if (d.offset !== null && !swap && d.offset % dtypeInfo(dtype).itemsize === 0 && d.bytes.byteLength > 0) {
+    if (d.offset !== null && !swap && d.offset % dtypeInfo(dtype).arrayType.BYTES_PER_ELEMENT === 0 && d.bytes.byteLength > 0) {
       return memmap(path, { mode, dtype, shape: d.shape, offset: d.offset, order: d.order });
     }
     copied++;
     return toNDArray(d, path, where);
-  });
+  }, (d) => readSideFile(d, path, { mmapMode: mode, limit: DEFAULT_DECOMPRESSED_BYTES, toArray: (a) => toNDArray(a, path, where) }, where));
   if (copied > 0) {
     process.emitWarning(`'${path}': ${copied} array(s) could not be mapped (an offset not aligned for the element type, a byte order to swap, or no bytes) and were copied into memory`, {
       code: 'MEMJOB_JOBLIB_COPIED',
@@ -151,7 +142,12 @@ function loadMapped(path: string, mode: 'r' | 'r+' | 'c', where: string): unknow
  * `bytes` are a view of it). Undefined for a compressed file. Also what
  * `memjob inspect` reads a joblib file with.
  */
-export function readJoblibMapped(path: string, where: string, make: (description: NdarrayDescription) => unknown): { value: unknown; protocol: number; size: number } | undefined {
+export function readJoblibMapped(
+  path: string,
+  where: string,
+  make: (description: NdarrayDescription) => unknown,
+  side?: (description: NdarrayFileDescription) => unknown,
+): { value: unknown; protocol: number; size: number } | undefined {
   const { fd, size } = openRegularFile(path, fsConstants.O_RDONLY, where);
   let mapping: FileMapping;
   try {
@@ -163,8 +159,8 @@ export function readJoblibMapped(path: string, where: string, make: (description
   }
   try {
     const bytes = new Uint8Array(mapping.view(0, size));
-    if (compressionOf(bytes) !== undefined) return undefined;
-    return { value: toValues(parse(bytes, path, where), make), protocol: bytes[0] === 0x80 ? bytes[1]! : 0, size };
+    if (compressionOf(bytes) !== undefined || isZfile(bytes)) return undefined;
+    return { value: toValues(parse(bytes, path, where), make, side), protocol: bytes[0] === 0x80 ? bytes[1]! : 0, size };
   } finally {
     mapping.close();
   }
@@ -173,48 +169,67 @@ export function readJoblibMapped(path: string, where: string, make: (description
 export interface LoadJoblibOptions {
   /** Map the arrays of an uncompressed file where they lie instead of reading them: 'r', 'r+' or 'c', as joblib.load's mmap_mode. Default null. */
   mmapMode?: 'r' | 'r+' | 'c' | null;
-  /** A compressed file may decompress to at most this many bytes (a decompression bomb stops here). Default and most: 2^31 - 1. */
+  /** A compressed file may decompress to at most this many bytes (a decompression bomb stops here). Default 2^31 - 1; at most the largest Buffer (4 GiB on Node 20). */
   maxDecompressedBytes?: number;
 }
 
-async function decompressAsync(method: string, bytes: Uint8Array, limit: number, path: string, where: string): Promise<Uint8Array> {
-  refuseMethod(method, path, where);
+async function decompressAsync(method: JoblibCompression, bytes: Uint8Array, limit: number, path: string, where: string): Promise<Uint8Array> {
   try {
-    return await (method === 'zlib' ? inflateAsync : gunzipAsync)(bytes, { maxOutputLength: limit });
+    return await decompressJoblibAsync(method, bytes, limit);
   } catch (error) {
-    throw decompressError(method, error, limit, path, where);
+    throw located(error, path, where);
   }
 }
 
-function decompress(method: string, bytes: Uint8Array, limit: number, path: string, where: string): Uint8Array {
-  refuseMethod(method, path, where);
+function decompress(method: JoblibCompression, bytes: Uint8Array, limit: number, path: string, where: string): Uint8Array {
   try {
-    return (method === 'zlib' ? inflateSync : gunzipSync)(bytes, { maxOutputLength: limit });
+    return decompressJoblib(method, bytes, limit);
   } catch (error) {
-    throw decompressError(method, error, limit, path, where);
+    throw located(error, path, where);
   }
 }
 
-function refuseMethod(method: string, path: string, where: string): void {
-  if (method !== 'zlib' && method !== 'gzip') {
-    throw new MemjobError(
-      ErrorCodes.FORMAT,
-      `${where}: expected an uncompressed, zlib or gzip joblib file, received one compressed with ${method} ('${path}'); ` +
-        'this version does not read it yet: in Python, joblib.dump(joblib.load(f), f2, compress=("zlib", 3)) rewrites it',
-      { path },
-    );
+/** The pickle of a joblib file's bytes: decompressed as its first bytes say (at most `limit` bytes), or as it is. */
+export function pickleBytes(bytes: Uint8Array, limit: number, path: string, where: string): Uint8Array {
+  const compressed = compressionOf(bytes);
+  if (compressed !== undefined) return decompress(compressed, bytes, limit, path, where);
+  return isZfile(bytes) ? unZfile(bytes, limit, path, where) : bytes;
+}
+
+/** A joblib file read whole, its pickle decompressed (at most `limit` bytes); compression 'zfile' is joblib 0.8/0.9's. */
+export function readPickleSync(path: string, limit: number, where: string): { bytes: Uint8Array; compression: JoblibCompression | 'zfile' | null; fileBytes: number } {
+  const raw = readWhole(path, where);
+  const compression = compressionOf(raw) ?? (isZfile(raw) ? 'zfile' : null);
+  return { bytes: pickleBytes(raw, limit, path, where), compression, fileBytes: raw.length };
+}
+
+/**
+ * A joblib pickle in memory, parsed, each array description replaced by what `make` returns, and
+ * each side file of joblib 0.9 by what `side` returns. What `memjob inspect` reads a compressed file with.
+ */
+export function readJoblibBytes(
+  bytes: Uint8Array,
+  path: string,
+  where: string,
+  make: (description: NdarrayDescription) => unknown,
+  side?: (description: NdarrayFileDescription) => unknown,
+): unknown {
+  return toValues(parse(bytes, path, where), make, side);
+}
+
+/** joblib 0.8/0.9's compressed pickle ('ZF' header, one zlib stream). */
+function unZfile(bytes: Uint8Array, limit: number, path: string, where: string): Uint8Array {
+  try {
+    return readZfile(bytes, limit);
+  } catch (error) {
+    throw located(error, path, where);
   }
 }
 
-function decompressError(method: string, error: unknown, limit: number, path: string, where: string): MemjobError {
-  const tooLarge = (error as { code?: unknown }).code === 'ERR_BUFFER_TOO_LARGE' || error instanceof RangeError;
-  return new MemjobError(
-    ErrorCodes.FORMAT,
-    tooLarge
-      ? `${where}: expected a ${method} stream that decompresses to at most ${limit} bytes (maxDecompressedBytes), received more ('${path}')`
-      : `${where}: expected a whole ${method} stream, received a broken one ('${path}'): ${(error as Error).message}`,
-    { path, cause: error },
-  );
+/** A MemjobError of the compression layer, with the caller's name and the file's path added. */
+function located(error: unknown, path: string, where: string): unknown {
+  if (!(error instanceof MemjobError)) return error;
+  return new MemjobError(error.code, `${where}: ${error.message} ('${path}')`, { path, cause: error.cause });
 }
 
 /** A buffer for a whole file of `size` bytes, at most MAX_FILE_BYTES (larger files need mmapMode). */
@@ -235,7 +250,7 @@ async function readWholeAsync(path: string, where: string): Promise<Uint8Array> 
   try {
     const bytes = allocateFor(size, path, where);
     for (let done = 0; done < size; ) {
-      const { bytesRead } = await readAsync(fd, bytes, done, size - done, done);
+      const { bytesRead } = await readAsync(fd, bytes, done, Math.min(size - done, READ_CHUNK), done);
       if (bytesRead === 0) throw shrank(path, where);
       done += bytesRead;
     }
@@ -252,7 +267,7 @@ function readWhole(path: string, where: string): Uint8Array {
   try {
     const bytes = allocateFor(size, path, where);
     for (let done = 0; done < size; ) {
-      const got = readSync(fd, bytes, done, size - done, done);
+      const got = readSync(fd, bytes, done, Math.min(size - done, READ_CHUNK), done);
       if (got === 0) throw shrank(path, where);
       done += got;
     }
@@ -268,9 +283,16 @@ function isNdarray(value: unknown): value is NdarrayDescription {
   return typeof value === 'object' && value !== null && (value as { kind?: unknown }).kind === 'ndarray' && (value as { bytes?: unknown }).bytes instanceof Uint8Array;
 }
 
-/** Replaces array descriptions with arrays, in place of the containers the unpickler made (it made every one of them). */
-function toValues(root: unknown, make: (description: NdarrayDescription) => unknown): unknown {
-  const convert = (value: unknown): unknown => (isNdarray(value) ? make(value) : value);
+function isSideFile(value: unknown): value is NdarrayFileDescription {
+  return typeof value === 'object' && value !== null && (value as { kind?: unknown }).kind === 'ndarray-file';
+}
+
+/**
+ * Replaces array descriptions with arrays, in place of the containers the unpickler made (it made
+ * every one of them); side-file descriptions too when `side` is given.
+ */
+function toValues(root: unknown, make: (description: NdarrayDescription) => unknown, side?: (description: NdarrayFileDescription) => unknown): unknown {
+  const convert = (value: unknown): unknown => (isNdarray(value) ? make(value) : side !== undefined && isSideFile(value) ? side(value) : value);
   const stack: unknown[] = [root];
   const seen = new Set<object>();
   while (stack.length > 0) {
@@ -307,10 +329,12 @@ function toNDArray(description: NdarrayDescription, path: string, where: string)
   const copy = new Uint8Array(description.bytes);
   if (swap) {
     const buffer = Buffer.from(copy.buffer, copy.byteOffset, copy.byteLength);
-    if (info.itemsize === 2) buffer.swap16();
-    else if (info.itemsize === 4) buffer.swap32();
-    else if (info.itemsize === 8) buffer.swap64();
+    // Per TypedArray slot: each float of a complex, each code point of a 'U' string.
+    const slotBytes = info.arrayType.BYTES_PER_ELEMENT;
+    if (slotBytes === 2) buffer.swap16();
+    else if (slotBytes === 4) buffer.swap32();
+    else if (slotBytes === 8) buffer.swap64();
   }
-  const data = new info.arrayType(copy.buffer, 0, count) as TypedArray;
+  const data = new info.arrayType(copy.buffer, 0, count * info.lanes) as TypedArray;
   return new NDArray(data as never, { dtype, shape: description.shape, order: description.order });
 }

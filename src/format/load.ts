@@ -57,7 +57,8 @@ function parseArgs(filename: unknown, options: unknown, where: string): { path: 
 
 /** The value a descriptor stands for, over `buffer` (which holds exactly its bytes). */
 function arrayOver(d: ArrayDescriptor, buffer: ArrayBuffer): unknown {
-  const length = elementCount(d);
+  // TypedArray slots: a complex element takes two, an 'S<n>'/'U<n>' one n.
+  const length = elementCount(d) * dtypeInfo(d.dtype).lanes;
   switch (d.kind) {
     case 'ArrayBuffer':
       return buffer;

@@ -4,8 +4,9 @@
  * and strings; npy.ts does the file I/O. The dict is read by a small strict
  * parser of Python literals, never evaluated.
  */
-import { ErrorCodes, MemjobError } from '../errors.js';
-import { dtypeInfo, dtypeNames, littleEndian, type DType } from '../memmap/dtype.js';
+import { ErrorCodes, MemjobError, clip, invalidArg } from '../errors.js';
+import { parsePyLiteral, type PyValue } from './py-literal.js';
+import { dtypeInfo, littleEndian, numpyStr, parseNumpyDType, supportedDTypesText, type DType } from '../memmap/dtype.js';
 
 /** Where an error happened, for messages: the function and the file. */
 export interface NpyContext {
@@ -18,15 +19,36 @@ export const PREFIX_MAX_BYTES = 12;
 /** numpy aligns the start of the data to this many bytes, so mapped data is aligned for every dtype. */
 const ARRAY_ALIGN = 64;
 /**
- * The largest header memjob reads. numpy writes about 128 bytes for the
- * dtypes memjob supports; the cap keeps a lying length field from making us
- * decode a gigabyte of text.
+ * numpy's max_header_size: np.load refuses a header of more characters
+ * unless told otherwise, because parsing a Python literal is not safe for
+ * large inputs. The default of the maxHeaderSize option.
+ */
+export const DEFAULT_MAX_HEADER_SIZE = 10_000;
+/**
+ * The largest header memjob reads whatever maxHeaderSize says: a lying
+ * length field must not make us decode a gigabyte of text.
  */
 const MAX_HEADER_BYTES = 16 * 1024 * 1024;
+/** Axes read: numpy 2's limit (NPY_MAXDIMS); numpy 1.x reads 32. */
+const MAX_DIMS = 64;
+/**
+ * Axes written: numpy 1.24 (Debian's, what users have) refuses to load a
+ * file of 33 or more ("maximum supported dimension for an ndarray is 32"),
+ * so saving refuses them instead of writing a file numpy cannot read.
+ */
+export const NUMPY_LOADABLE_DIMS = 32;
 /** numpy >= 1.24 pads the header so the growing axis can reach this many digits in place. */
 const GROWTH_AXIS_MAX_DIGITS = 21;
 /** Nesting deeper than any real descr; stops '[[[[...' from exhausting the stack. */
 const MAX_DEPTH = 32;
+/**
+ * Values in one header: 3 keys and 64 axes need few; a structured descr of
+ * many fields needs more. The bound keeps a header raised to 16 MiB by
+ * maxHeaderSize from becoming millions of objects.
+ */
+const MAX_VALUES = 100_000;
+/** Shapes' products saturate here: past it, the file is too small whatever the exact number. */
+const SATURATED_SIZE = 2n ** 256n;
 
 const MAGIC = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]; // '\x93NUMPY'
 
@@ -42,10 +64,21 @@ export interface NpyPrefix {
   headerBytes: number;
   /** Version 3.0 headers are UTF-8; 1.0 and 2.0 are latin-1. */
   encoding: 'latin1' | 'utf8';
+  /** The format's major version: 1, 2 or 3. */
+  version: number;
 }
 
-/** Checks the magic string and version and reads the header length from the first bytes of the file. */
-export function parsePrefix(bytes: Uint8Array, fileSize: number, ctx: NpyContext): NpyPrefix {
+/**
+ * Checks the magic string and version and reads the header length from the
+ * first bytes of the file. A latin-1 header longer than `maxHeaderSize` is
+ * refused here, before it is read (its characters are its bytes).
+ */
+export function parsePrefix(
+  bytes: Uint8Array,
+  fileSize: number,
+  ctx: NpyContext,
+  maxHeaderSize: number = DEFAULT_MAX_HEADER_SIZE,
+): NpyPrefix {
   if (bytes.length === 0 || !MAGIC.slice(0, bytes.length).every((b, i) => bytes[i] === b)) {
     throw formatError(ctx, `it does not start with numpy's magic string '\\x93NUMPY' (${fileSize} bytes in the file)`);
   }
@@ -67,9 +100,28 @@ export function parsePrefix(bytes: Uint8Array, fileSize: number, ctx: NpyContext
     );
   }
   if (headerBytes > MAX_HEADER_BYTES) {
-    throw formatError(ctx, `the header is ${headerBytes} bytes, more than the ${MAX_HEADER_BYTES} memjob reads`);
+    throw formatError(ctx, `the header is ${headerBytes} bytes, more than the ${MAX_HEADER_BYTES} memjob reads whatever maxHeaderSize says`);
   }
-  return { headerStart, headerBytes, encoding: major === 3 ? 'utf8' : 'latin1' };
+  if (major !== 3 && headerBytes > maxHeaderSize) throw headerTooLarge(ctx, headerBytes, maxHeaderSize);
+  return { headerStart, headerBytes, encoding: major === 3 ? 'utf8' : 'latin1', version: major };
+}
+
+// Worded after numpy's "Header info length (N) is large and may not be safe to load securely".
+function headerTooLarge(ctx: NpyContext, characters: number, maxHeaderSize: number): MemjobError {
+  return formatError(
+    ctx,
+    `the header is ${characters} characters, more than maxHeaderSize (${maxHeaderSize}) allows: parsing a large ` +
+      `header may not be safe (numpy refuses it too, over its max_header_size of ${DEFAULT_MAX_HEADER_SIZE}). ` +
+      `If you trust the file, pass a larger { maxHeaderSize } to ${ctx.where}` +
+      (ctx.where === 'inspect' ? ' (memjob inspect --max-header-size N)' : ''),
+  );
+}
+
+/** Validates the maxHeaderSize option: a non-negative integer, or Infinity (the 16 MiB cap still applies). */
+export function parseMaxHeaderSize(value: unknown, where: string): number {
+  if (value === undefined) return DEFAULT_MAX_HEADER_SIZE;
+  if (typeof value === 'number' && value >= 0 && (Number.isSafeInteger(value) || value === Infinity)) return value;
+  throw invalidArg(where, 'maxHeaderSize', 'a non-negative integer (characters; numpy\'s default is 10000)', value);
 }
 
 export function decodeHeader(bytes: Uint8Array, encoding: 'latin1' | 'utf8', ctx: NpyContext): string {
@@ -94,19 +146,44 @@ export interface NpyHeader {
   dataBytes: number;
 }
 
+/** How a header is read: numpy's rules for the header's size and its version's syntax. */
+export interface HeaderRules {
+  /** The most characters the header may have (numpy's max_header_size); default 10,000. */
+  maxHeaderSize?: number;
+  /** The format's major version (NpyPrefix.version): 1.0 and 2.0 headers may hold Python 2's 'L' suffixes. Default 1. */
+  version?: number;
+}
+
 /**
  * Parses the header text and checks it against the file: the dtype must be
  * one memjob supports and the file must hold at least shape × itemsize bytes
- * of data (more is allowed, as in numpy).
+ * of data (more is allowed, as in numpy). Every check is linear in the
+ * header's length, and the axes are counted before their product is taken.
  */
-export function parseHeader(text: string, dataOffset: number, fileSize: number, ctx: NpyContext): NpyHeader {
-  const dict = new LiteralParser(text, ctx).parseHeaderDict();
+export function parseHeader(text: string, dataOffset: number, fileSize: number, ctx: NpyContext, rules: HeaderRules = {}): NpyHeader {
+  const maxHeaderSize = rules.maxHeaderSize ?? DEFAULT_MAX_HEADER_SIZE;
+  // numpy counts characters (len() of the decoded str): code points, not UTF-16 units.
+  if (text.length > maxHeaderSize) {
+    let characters = text.length;
+    for (let i = 0; i < text.length; i++) {
+      const unit = text.charCodeAt(i);
+      if (unit >= 0xd800 && unit <= 0xdbff) characters--; // the high half of a pair: one character in two units
+    }
+    if (characters > maxHeaderSize) throw headerTooLarge(ctx, characters, maxHeaderSize);
+  }
+  const dict = parseHeaderDict(text, (rules.version ?? 1) < 3, ctx);
   const descrValue = dict.get('descr')!;
   const orderValue = dict.get('fortran_order')!;
   const shapeValue = dict.get('shape')!;
 
   if (orderValue.type !== 'bool') {
     throw formatError(ctx, `expected 'fortran_order' to be True or False, found ${quote(orderValue.source)}`);
+  }
+  if (shapeValue.type === 'tuple' && shapeValue.items.length > MAX_DIMS) {
+    throw formatError(
+      ctx,
+      `'shape' has ${shapeValue.items.length} axes, more than the ${MAX_DIMS} numpy 2 allows (numpy 1.x reads ${NUMPY_LOADABLE_DIMS}); found ${quote(shapeValue.source)}`,
+    );
   }
   const items = shapeValue.type === 'tuple' ? shapeValue.items : [];
   const dims = items.map((d) => (d.type === 'int' && d.value >= 0n ? d.value : -1n));
@@ -115,20 +192,23 @@ export function parseHeader(text: string, dataOffset: number, fileSize: number, 
   }
   const { dtype, swap, descr } = resolveDescr(descrValue, ctx);
 
-  // In BigInt, so a shape whose product overflows a double is still caught.
-  const size = dims.reduce((a, b) => a * b, 1n);
+  // In BigInt, so a shape whose product overflows a double is still caught;
+  // saturated, so at most 64 axes of up to 4300 digits (py-literal.ts) stay cheap.
+  const size = dims.includes(0n) ? 0n : dims.reduce((a, b) => (a > SATURATED_SIZE ? a : a * b), 1n);
   const needed = size * BigInt(dtypeInfo(dtype).itemsize);
   const available = fileSize - dataOffset;
   if (needed > BigInt(available)) {
     throw formatError(
       ctx,
-      `shape ${quote(shapeValue.source)} of '${descr}' needs ${needed} bytes of data after the ${dataOffset}-byte header, ` +
-        `but the file holds only ${available} (truncated?)`,
+      `shape ${quote(shapeValue.source)} of '${clip(descr, 40)}' needs ${size > SATURATED_SIZE ? 'more than 2^256' : needed} bytes ` +
+        `of data after the ${dataOffset}-byte header, but the file holds only ${available} (truncated?)`,
     );
   }
   // Only reachable when another axis is 0: then the data fits, but the shape cannot be held as numbers.
   const huge = dims.find((d) => d > BigInt(Number.MAX_SAFE_INTEGER));
-  if (huge !== undefined) throw formatError(ctx, `an axis of ${huge} elements is more than memjob can index (2^53 - 1)`);
+  if (huge !== undefined) {
+    throw formatError(ctx, `an axis of ${clip(String(huge), 40)} elements is more than memjob can index (2^53 - 1)`);
+  }
   const shape = dims.map(Number);
   return {
     dtype,
@@ -142,28 +222,20 @@ export function parseHeader(text: string, dataOffset: number, fileSize: number, 
   };
 }
 
-// 'kind + itemsize' for each supported dtype, as numpy spells it in a descr.
-const codes: Record<string, DType> = Object.fromEntries(
-  dtypeNames.map((name) => {
-    const info = dtypeInfo(name);
-    return [`${info.kind}${info.itemsize}`, name];
-  }),
-);
-
 function resolveDescr(value: PyValue, ctx: NpyContext): { dtype: DType; swap: boolean; descr: string } {
   if (value.type === 'list') {
     throw unsupported(ctx, value.source, 'a structured dtype');
   }
   if (value.type !== 'str') throw formatError(ctx, `expected 'descr' to be a string, found ${quote(value.source)}`);
   const descr = value.value;
-  const match = /^([<>|=]?)([a-z?])(\d*)$/.exec(descr);
-  const code = match === null ? undefined : match[2] === '?' && match[3] === '' ? 'b1' : `${match[2]}${match[3]}`;
-  const dtype = code !== undefined && Object.hasOwn(codes, code) ? codes[code] : undefined;
-  if (dtype === undefined) throw unsupported(ctx, descr, undefined);
+  // numpy reads the descr with numpy.dtype(descr), so every spelling it takes is valid: '<f8', 'd', 'float64', '<M8[ns]'.
+  const parsed = parseNumpyDType(descr);
+  if (parsed === undefined) throw unsupported(ctx, descr, undefined);
+  const { dtype, order } = parsed;
   // '<' and '>' are explicit; '=' and '|' (and no character) mean this machine's order.
-  const order = match![1];
   const fileLittle = order === '<' ? true : order === '>' ? false : littleEndian;
-  return { dtype, swap: dtypeInfo(dtype).itemsize > 1 && fileLittle !== littleEndian, descr };
+  // Swapping is per TypedArray slot: each float of a complex, each code point of a 'U' string.
+  return { dtype, swap: dtypeInfo(dtype).arrayType.BYTES_PER_ELEMENT > 1 && fileLittle !== littleEndian, descr };
 }
 
 /** The memjob dtype of a numpy descr string ('<f8', '|b1'), and whether its bytes need swapping on this machine. */
@@ -176,7 +248,7 @@ function unsupported(ctx: NpyContext, descr: string, what: string | undefined): 
   return new MemjobError(
     ErrorCodes.DTYPE,
     `${ctx.where}: '${ctx.path}' holds ${what ?? 'dtype'} '${shown}', which memjob does not support; it reads ` +
-      `${dtypeNames.join(', ')} (descrs such as '<f8', '>i4', '|u1', '|b1')`,
+      `${supportedDTypesText} (descrs such as '<f8', '>i4', '<c16', '<M8[ns]', '|S5', '<U5')`,
     { path: ctx.path },
   );
 }
@@ -185,11 +257,9 @@ function quote(source: string): string {
   return source.length > 80 ? `${source.slice(0, 80)}...` : source;
 }
 
-/** The descr numpy writes for an array of `dtype` in this machine's byte order. */
+/** The descr numpy writes for an array of `dtype` in this machine's byte order: '<f8', '|b1', '<M8[ns]', '|S5'. */
 export function descrOf(dtype: DType): string {
-  const { kind, itemsize } = dtypeInfo(dtype);
-  if (itemsize === 1) return `|${kind}1`;
-  return `${littleEndian ? '<' : '>'}${kind}${itemsize}`;
+  return numpyStr(dtype);
 }
 
 /**
@@ -224,150 +294,28 @@ export function formatHeader(descr: string, fortranOrder: boolean, shape: readon
   throw new MemjobError(ErrorCodes.INTERNAL, 'saveNpy: no header version fits'); // unreachable: 2.0 holds 4 GiB
 }
 
-/** The Python literals a .npy header can contain, with the text each came from (for messages). */
-type PyValue = { source: string } & (
-  | { type: 'str'; value: string }
-  | { type: 'int'; value: bigint }
-  | { type: 'float' }
-  | { type: 'bool'; value: boolean }
-  | { type: 'none' }
-  | { type: 'tuple' | 'list'; items: PyValue[] }
-);
+const HEADER_KEYS = ['descr', 'fortran_order', 'shape'];
 
 /**
- * A recursive-descent parser for the subset of Python literals numpy writes
- * in headers: one dict with string keys; strings, integers (with Python 2's
- * 'L' suffix), floats (only to report them), True/False/None, tuples and
- * lists. Anything else is a FORMAT error.
+ * The header's dict, read as numpy reads it (ast.literal_eval, after
+ * dropping Python 2's 'L' suffixes from version 1.0 and 2.0 headers):
+ * exactly the keys 'descr', 'fortran_order' and 'shape', a repeated key
+ * keeping its last value as in any Python dict literal.
  */
-class LiteralParser {
-  #pos = 0;
-  readonly #text: string;
-  readonly #ctx: NpyContext;
-
-  constructor(text: string, ctx: NpyContext) {
-    this.#text = text;
-    this.#ctx = ctx;
-  }
-
-  parseHeaderDict(): Map<string, PyValue> {
-    const entries = new Map<string, PyValue>();
-    this.#skipSpace();
-    this.#expect('{');
-    for (;;) {
-      this.#skipSpace();
-      if (this.#eat('}')) break;
-      const key = this.#parseValue(0);
-      if (key.type !== 'str') throw this.#error(`expected a quoted key, found ${quote(key.source)}`);
-      this.#skipSpace();
-      this.#expect(':');
-      const value = this.#parseValue(0);
-      if (!['descr', 'fortran_order', 'shape'].includes(key.value)) {
-        throw this.#error(`unexpected key '${key.value}'; the header dict has exactly 'descr', 'fortran_order' and 'shape'`);
-      }
-      if (entries.has(key.value)) throw this.#error(`key '${key.value}' appears twice`);
-      entries.set(key.value, value);
-      this.#skipSpace();
-      if (!this.#eat(',')) {
-        this.#skipSpace();
-        this.#expect('}');
-        break;
-      }
+function parseHeaderDict(text: string, python2Longs: boolean, ctx: NpyContext): Map<string, PyValue> {
+  const malformed = (pos: number | undefined, reason: string): MemjobError =>
+    formatError(ctx, `malformed header dict${pos === undefined ? '' : ` at character ${pos}`}: ${reason} (header: ${clip(text.trimEnd(), 120)})`);
+  const value = parsePyLiteral(text, { python2Longs, maxDepth: MAX_DEPTH, maxValues: MAX_VALUES, fail: malformed });
+  if (value.type !== 'dict') throw malformed(undefined, `expected '{' (a dict literal), found ${quote(value.source)}`);
+  const entries = new Map<string, PyValue>();
+  for (const [key, item] of value.entries) {
+    if (key.type !== 'str' || !HEADER_KEYS.includes(key.value)) {
+      const shown = key.type === 'str' ? `'${clip(key.value, 40)}'` : quote(key.source);
+      throw malformed(undefined, `unexpected key ${shown}; the header dict has exactly 'descr', 'fortran_order' and 'shape'`);
     }
-    this.#skipSpace();
-    if (this.#pos < this.#text.length) throw this.#error('unexpected text after the header dict');
-    const missing = ['descr', 'fortran_order', 'shape'].filter((k) => !entries.has(k));
-    if (missing.length > 0) throw this.#error(`the header dict has no ${missing.map((k) => `'${k}'`).join(' or ')}`);
-    return entries;
+    entries.set(key.value, item);
   }
-
-  #parseValue(depth: number): PyValue {
-    if (depth > MAX_DEPTH) throw this.#error(`values nested more than ${MAX_DEPTH} deep`);
-    this.#skipSpace();
-    const start = this.#pos;
-    const c = this.#text[this.#pos];
-    const done = <T extends object>(value: T): T & { source: string } => ({ ...value, source: this.#text.slice(start, this.#pos) });
-    if (c === "'" || c === '"') return done({ type: 'str', value: this.#parseString(c) });
-    if (c === '(' || c === '[') {
-      const close = c === '(' ? ')' : ']';
-      this.#pos++;
-      const items: PyValue[] = [];
-      let comma = false;
-      for (;;) {
-        this.#skipSpace();
-        if (this.#eat(close)) break;
-        items.push(this.#parseValue(depth + 1));
-        this.#skipSpace();
-        comma = this.#eat(',');
-        if (!comma) {
-          this.#expect(close);
-          break;
-        }
-      }
-      // Python: '(3)' is the number 3 in parentheses; only '(3,)' is a tuple.
-      if (c === '(' && items.length === 1 && !comma) return { ...items[0]!, source: this.#text.slice(start, this.#pos) };
-      return done({ type: c === '(' ? 'tuple' : 'list', items });
-    }
-    const number = /[-+]?(?:\d+(\.\d*)?|(\.)\d+)([eE][-+]?\d+)?([lL])?/y;
-    number.lastIndex = this.#pos;
-    const num = number.exec(this.#text);
-    if (num !== null) {
-      this.#pos = number.lastIndex;
-      if (num[1] !== undefined || num[2] !== undefined || num[3] !== undefined) return done({ type: 'float' });
-      const digits = num[0].replace(/[lL]$/, '').replace(/^\+/, '');
-      return done({ type: 'int', value: BigInt(digits) });
-    }
-    const name = /[A-Za-z_]\w*/y;
-    name.lastIndex = this.#pos;
-    const word = name.exec(this.#text)?.[0];
-    if (word === 'True' || word === 'False') {
-      this.#pos += word.length;
-      return done({ type: 'bool', value: word === 'True' });
-    }
-    if (word === 'None') {
-      this.#pos += word.length;
-      return done({ type: 'none' });
-    }
-    throw this.#error(
-      word !== undefined ? `unexpected name '${word.slice(0, 40)}'` : c === undefined ? 'it ends too early' : `unexpected ${JSON.stringify(c)}`,
-    );
-  }
-
-  // Quoted strings; a backslash keeps the next character as is (numpy's descrs need no escapes).
-  #parseString(quoteChar: string): string {
-    let out = '';
-    for (let i = this.#pos + 1; i < this.#text.length; i++) {
-      const c = this.#text[i]!;
-      if (c === quoteChar) {
-        this.#pos = i + 1;
-        return out;
-      }
-      if (c === '\n') break;
-      if (c === '\\' && i + 1 < this.#text.length) i++;
-      out += this.#text[i];
-    }
-    throw this.#error('a string is not terminated');
-  }
-
-  #skipSpace(): void {
-    while (this.#pos < this.#text.length && ' \t\r\n'.includes(this.#text[this.#pos]!)) this.#pos++;
-  }
-
-  #eat(c: string): boolean {
-    if (this.#text[this.#pos] !== c) return false;
-    this.#pos++;
-    return true;
-  }
-
-  #expect(c: string): void {
-    if (this.#eat(c)) return;
-    const found = this.#text[this.#pos];
-    throw this.#error(`expected '${c}', found ${found === undefined ? 'the end' : JSON.stringify(found)}`);
-  }
-
-  #error(reason: string): MemjobError {
-    const excerpt = this.#text.trimEnd();
-    const shown = excerpt.length > 120 ? `${excerpt.slice(0, 120)}...` : excerpt;
-    return formatError(this.#ctx, `malformed header dict at character ${this.#pos}: ${reason} (header: ${shown})`);
-  }
+  const missing = HEADER_KEYS.filter((k) => !entries.has(k));
+  if (missing.length > 0) throw malformed(undefined, `the header dict has no ${missing.map((k) => `'${k}'`).join(' or ')}`);
+  return entries;
 }

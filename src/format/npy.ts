@@ -14,17 +14,19 @@ import { openRegularFile, readFully, readFullySync } from '../system/regular-fil
 import { dtypeInfo, dtypeOfArray, type TypedArray } from '../memmap/dtype.js';
 import { contiguity, type Order } from '../memmap/layout.js';
 import { Memmap } from '../memmap/memmap.js';
-import { NDArray } from '../memmap/ndarray.js';
+import { NDArray, stringArray } from '../memmap/ndarray.js';
 import { memmap } from '../memmap/open.js';
 import { maxViewBytes } from '../native.js';
 import { createTempBeside } from './atomic-file.js';
 import {
+  NUMPY_LOADABLE_DIMS,
   PREFIX_MAX_BYTES,
   decodeHeader,
   descrOf,
   formatError,
   formatHeader,
   parseHeader,
+  parseMaxHeaderSize,
   parsePrefix,
   type NpyContext,
   type NpyHeader,
@@ -37,6 +39,13 @@ export interface LoadNpyOptions {
    * zeroes a file. null or undefined (numpy's None) reads into memory.
    */
   mmapMode?: 'r' | 'r+' | 'c' | 'w+' | null;
+  /**
+   * The most characters the header may have, as numpy's `max_header_size`
+   * (default 10,000, numpy's default). A larger header is refused with
+   * MEMJOB_ERR_FORMAT; raise this only for a file you trust. Headers over
+   * 16 MiB are refused whatever it says.
+   */
+  maxHeaderSize?: number;
 }
 
 /** The most bytes one write system call is asked for. */
@@ -49,7 +58,7 @@ const ftruncateAsync = promisify(ftruncate);
  * Writes `array` to `filename` as a .npy file (format 1.0; 2.0 only for a
  * header over 64 KiB), atomically: see atomic-file.ts.
  */
-export function saveNpySync(filename: string | URL, array: TypedArray | NDArray | Memmap): void {
+export function saveNpySync(filename: string | URL, array: TypedArray | NDArray | Memmap | readonly string[]): void {
   const where = 'saveNpySync';
   const path = parseFilename(filename, where);
   const source = sourceOf(array, where);
@@ -69,7 +78,7 @@ export function saveNpySync(filename: string | URL, array: TypedArray | NDArray 
 }
 
 /** saveNpySync() with the writes and the fsync done in Node's thread pool. */
-export async function saveNpy(filename: string | URL, array: TypedArray | NDArray | Memmap): Promise<void> {
+export async function saveNpy(filename: string | URL, array: TypedArray | NDArray | Memmap | readonly string[]): Promise<void> {
   const where = 'saveNpy';
   const path = parseFilename(filename, where);
   const source = sourceOf(array, where);
@@ -99,16 +108,17 @@ export function loadNpySync(filename: string | URL, options: LoadNpyOptions): ND
 export function loadNpySync(filename: string | URL, options: LoadNpyOptions = {}): NDArray | Memmap {
   const where = 'loadNpySync';
   const path = parseFilename(filename, where);
-  const mmapMode = parseLoadOptions(options, where);
+  const { mmapMode, maxHeaderSize } = parseLoadOptions(options, where);
   const ctx: NpyContext = { where, path };
   const { fd, size: fileSize } = openRegularFile(path, fsConstants.O_RDONLY, where);
   try {
-    const prefix = parsePrefix(readExactSync(fd, Math.min(fileSize, PREFIX_MAX_BYTES), 0, ctx), fileSize, ctx);
+    const prefix = parsePrefix(readExactSync(fd, Math.min(fileSize, PREFIX_MAX_BYTES), 0, ctx), fileSize, ctx, maxHeaderSize);
     const text = decodeHeader(readExactSync(fd, prefix.headerBytes, prefix.headerStart, ctx), prefix.encoding, ctx);
-    const header = parseHeader(text, prefix.headerStart + prefix.headerBytes, fileSize, ctx);
-    if (mmapMode !== undefined) {
+    const header = parseHeader(text, prefix.headerStart + prefix.headerBytes, fileSize, ctx, { maxHeaderSize, version: prefix.version });
+    // An empty array has no bytes to map (nor to swap): it is read into memory whatever its byte order.
+    if (mmapMode !== undefined && header.size > 0) {
       checkMappable(header, ctx);
-      if (header.size > 0) return mapData(header, mmapMode, ctx);
+      return mapData(header, mmapMode, ctx);
     }
     const data = allocate(header, ctx);
     readIntoSync(fd, bytesOf(data), header.dataOffset, ctx);
@@ -126,17 +136,17 @@ export async function loadNpy(filename: string | URL, options: LoadNpyOptions): 
 export async function loadNpy(filename: string | URL, options: LoadNpyOptions = {}): Promise<NDArray | Memmap> {
   const where = 'loadNpy';
   const path = parseFilename(filename, where);
-  const mmapMode = parseLoadOptions(options, where);
+  const { mmapMode, maxHeaderSize } = parseLoadOptions(options, where);
   const ctx: NpyContext = { where, path };
   // Opening and fstat are quick; the reads, which may be large, go to the thread pool.
   const { fd, size: fileSize } = openRegularFile(path, fsConstants.O_RDONLY, where);
   try {
-    const prefix = parsePrefix(await readExact(fd, Math.min(fileSize, PREFIX_MAX_BYTES), 0, ctx), fileSize, ctx);
+    const prefix = parsePrefix(await readExact(fd, Math.min(fileSize, PREFIX_MAX_BYTES), 0, ctx), fileSize, ctx, maxHeaderSize);
     const text = decodeHeader(await readExact(fd, prefix.headerBytes, prefix.headerStart, ctx), prefix.encoding, ctx);
-    const header = parseHeader(text, prefix.headerStart + prefix.headerBytes, fileSize, ctx);
-    if (mmapMode !== undefined) {
+    const header = parseHeader(text, prefix.headerStart + prefix.headerBytes, fileSize, ctx, { maxHeaderSize, version: prefix.version });
+    if (mmapMode !== undefined && header.size > 0) {
       checkMappable(header, ctx);
-      if (header.size > 0) return mapData(header, mmapMode, ctx);
+      return mapData(header, mmapMode, ctx);
     }
     const data = allocate(header, ctx);
     await readInto(fd, bytesOf(data), header.dataOffset, ctx);
@@ -150,13 +160,21 @@ export async function loadNpy(filename: string | URL, options: LoadNpyOptions = 
 
 // ---- saving ----
 
-interface SaveSource {
+export interface SaveSource {
   header: Uint8Array;
   /** The data bytes in file order, as views on the array's own memory. */
   blocks: Iterable<Uint8Array>;
 }
 
-function sourceOf(array: unknown, where: string): SaveSource {
+export function sourceOf(array: unknown, where: string): SaveSource {
+  const ndim = array instanceof Memmap || array instanceof NDArray ? array.shape.length : 1;
+  if (ndim > NUMPY_LOADABLE_DIMS) {
+    throw new MemjobError(
+      ErrorCodes.INVALID_ARG,
+      `${where}: expected "array" to have at most ${NUMPY_LOADABLE_DIMS} dimensions, the most numpy 1.x can load, ` +
+        `received an array of ${ndim}`,
+    );
+  }
   if (array instanceof Memmap) {
     if (array.closed) {
       throw new MemjobError(ErrorCodes.CLOSED, `${where}: the Memmap of '${array.filename}' was closed; open it again with memmap()`, {
@@ -182,8 +200,10 @@ function sourceOf(array: unknown, where: string): SaveSource {
     const fortran = contiguity(array.shape, array.strides, array.itemsize) === 'F';
     return { header: formatHeader(descrOf(array.dtype), fortran, array.shape), blocks: [bytesOf(array.data)] };
   }
+  // A list of strings is saved as numpy saves one: dtype '<U<n>', n its longest string.
+  if (Array.isArray(array) && array.every((item) => typeof item === 'string')) return sourceOf(stringArray(array), where);
   const dtype = ArrayBuffer.isView(array) ? dtypeOfArray(array as TypedArray) : undefined;
-  if (dtype === undefined) throw invalidArg(where, 'array', 'a TypedArray, an NDArray or a Memmap', array);
+  if (dtype === undefined) throw invalidArg(where, 'array', 'a TypedArray, an NDArray, a Memmap or an array of strings', array);
   const data = array as TypedArray;
   return { header: formatHeader(descrOf(dtype), false, [data.length]), blocks: [bytesOf(data)] };
 }
@@ -238,11 +258,13 @@ async function writeAll(fd: number, bytes: Uint8Array, position: number): Promis
 
 type NpyMmapMode = NonNullable<LoadNpyOptions['mmapMode']>;
 
-function parseLoadOptions(options: unknown, where: string): NpyMmapMode | undefined {
+function parseLoadOptions(options: unknown, where: string): { mmapMode: NpyMmapMode | undefined; maxHeaderSize: number } {
   if (typeof options !== 'object' || options === null) throw invalidArg(where, 'options', 'an object', options);
   const mode = (options as LoadNpyOptions).mmapMode ?? undefined;
-  if (mode === undefined || mode === 'r' || mode === 'r+' || mode === 'c' || mode === 'w+') return mode;
-  throw invalidArg(where, 'mmapMode', "one of 'r', 'r+', 'c', 'w+', null or undefined", mode);
+  if (mode !== undefined && mode !== 'r' && mode !== 'r+' && mode !== 'c' && mode !== 'w+') {
+    throw invalidArg(where, 'mmapMode', "one of 'r', 'r+', 'c', 'w+', null or undefined", mode);
+  }
+  return { mmapMode: mode, maxHeaderSize: parseMaxHeaderSize((options as LoadNpyOptions).maxHeaderSize, where) };
 }
 
 function checkMappable(header: NpyHeader, ctx: NpyContext): void {
@@ -267,7 +289,7 @@ function mapData(header: NpyHeader, mode: NpyMmapMode, ctx: NpyContext): Memmap 
 }
 
 /** The TypedArray for the data; parseHeader has already checked that the file holds that many bytes. */
-function allocate(header: NpyHeader, ctx: NpyContext): TypedArray {
+export function allocate(header: NpyHeader, ctx: NpyContext): TypedArray {
   if (header.dataBytes > maxViewBytes) {
     throw new MemjobError(
       ErrorCodes.VIEW_TOO_LARGE,
@@ -277,7 +299,8 @@ function allocate(header: NpyHeader, ctx: NpyContext): TypedArray {
     );
   }
   try {
-    return new (dtypeInfo(header.dtype).arrayType)(header.size);
+    const { arrayType, lanes } = dtypeInfo(header.dtype);
+    return new arrayType(header.size * lanes);
   } catch (cause) {
     throw new MemjobError(
       'ENOMEM',
@@ -287,8 +310,9 @@ function allocate(header: NpyHeader, ctx: NpyContext): TypedArray {
   }
 }
 
-function toNDArray(data: TypedArray, header: NpyHeader): NDArray {
-  if (header.swap) swapBytes(bytesOf(data), dtypeInfo(header.dtype).itemsize);
+export function toNDArray(data: TypedArray, header: NpyHeader): NDArray {
+  // Per slot: each float of a complex, each code point of a 'U' string.
+  if (header.swap) swapBytes(bytesOf(data), data.BYTES_PER_ELEMENT);
   return new NDArray(data as never, { dtype: header.dtype, shape: header.shape, order: header.fortranOrder ? 'F' : 'C' });
 }
 

@@ -6,7 +6,7 @@
  * decoding trusts nothing and rebuilds only what the grammar allows.
  */
 import { ErrorCodes, MemjobError, describe } from '../errors.js';
-import { dtypeInfo, dtypeNames, dtypeOfArray, type DType, type TypedArray } from '../memmap/dtype.js';
+import { dtypeInfo, dtypeOfArray, isDType, type DType, type TypedArray } from '../memmap/dtype.js';
 import { sizeOf, type Order } from '../memmap/layout.js';
 import { Memmap } from '../memmap/memmap.js';
 import { NDArray } from '../memmap/ndarray.js';
@@ -249,7 +249,7 @@ function validateDescriptor(node: unknown[], segments: readonly Segment[]): Arra
   if (node.length !== 6) fail(`an array descriptor has ${node.length - 1} fields instead of 5`);
   const isKind = typeof kind === 'string' && (kind === 'NDArray' || kind === 'Memmap' || Object.hasOwn(typedArrayKinds, kind));
   if (!isKind) fail(`unknown array kind ${describe(kind)}`);
-  if (typeof dtype !== 'string' || !dtypeNames.includes(dtype as DType)) fail(`unknown dtype ${describe(dtype)}`);
+  if (!isDType(dtype)) fail(`unknown dtype ${describe(dtype)}`);
   const typedKind = typedArrayKinds[kind as TypedArrayKind] as DType | undefined;
   if (typedKind !== undefined && typedKind !== dtype) fail(`a ${kind as string} cannot hold dtype ${dtype as string}`);
   if (!Array.isArray(shape) || shape.length > 64 || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {

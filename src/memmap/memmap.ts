@@ -7,6 +7,7 @@
 import { ErrorCodes, MemjobError, describe } from '../errors.js';
 import { maxViewBytes, type Advice } from '../native.js';
 import { dtypeInfo, type DType, type DTypeArrays, type DTypeInfo, type DTypeScalar } from './dtype.js';
+import { readElement, writeElement } from './elements.js';
 import type { FileMapping } from './file-mapping.js';
 import { contiguity, elementOffset, extent, normalizeSlice, sizeOf, type Order } from './layout.js';
 import { arrayRepr, inspectCustom, quote } from './repr.js';
@@ -167,37 +168,45 @@ export class Memmap<D extends DType = DType> {
   /** The element at `index` (one integer per axis; negative counts from the end). */
   get(...index: number[]): DTypeScalar<D> {
     const raw = this.#elementArray(elementOffset(this.shape, this.strides, index, 'memmap.get'));
-    const value = raw.array[raw.index] as number | bigint;
-    return (this.dtype === 'bool' ? value !== 0 : value) as DTypeScalar<D>;
+    return readElement(this.#info, raw.array, raw.index) as DTypeScalar<D>;
   }
 
   /** Writes `value` at `index` (one integer per axis). */
   set(index: number | readonly number[], value: DTypeScalar<D>): void {
     const where = typeof index === 'number' ? [index] : [...index];
     const raw = this.#elementArray(elementOffset(this.shape, this.strides, where, 'memmap.set'));
-    (raw.array as unknown as (number | bigint)[])[raw.index] =
-      typeof value === 'boolean' ? Number(value) : (value as number | bigint);
+    writeElement(this.#info, raw.array, raw.index, value, 'memmap.set');
   }
 
   /** An owned copy of the elements in C (row-major) order, detached from the file. */
   toArray(): DTypeArrays[D] {
     this.#checkOpen();
-    const out = new this.#info.arrayType(this.size);
+    const { lanes } = this.#info;
+    const out = new this.#info.arrayType(this.size * lanes);
     if (this.size === 0) return out;
     if (contiguity(this.shape, this.strides, this.itemsize) === 'C') {
       out.set(this.data as never);
       return out;
     }
     const source = this.#spanArray();
-    const itemStrides = this.strides.map((s) => s / this.itemsize);
+    // Elements are copied as unsigned integer words, never through JS numbers:
+    // reading a float32 signalling NaN as a number quiets it (0x7f800001 comes
+    // back 0x7fc00001), and a saved file must keep every bit. Words of at most
+    // 4 bytes, so no BigInt is made per element.
+    const Word = this.itemsize % 4 === 0 ? Uint32Array : this.itemsize % 2 === 0 ? Uint16Array : Uint8Array;
+    const wordBytes = Word.BYTES_PER_ELEMENT;
+    const words = this.itemsize / wordBytes;
+    const from = new Word(source.array.buffer as ArrayBuffer, source.array.byteOffset, source.array.byteLength / wordBytes);
+    const to = new Word(out.buffer as ArrayBuffer, out.byteOffset, out.byteLength / wordBytes);
+    const wordStrides = this.strides.map((s) => s / wordBytes);
     const counters = new Array<number>(this.ndim).fill(0);
-    let at = source.index;
+    let at = (source.index * source.array.BYTES_PER_ELEMENT) / wordBytes;
     for (let i = 0; i < this.size; i++) {
-      (out as unknown as unknown[])[i] = (source.array as unknown as unknown[])[at];
+      for (let w = 0; w < words; w++) to[i * words + w] = from[at + w]!;
       // Odometer over the axes, last axis fastest (C order).
       for (let axis = this.ndim - 1; axis >= 0; axis--) {
         const n = this.shape[axis] as number;
-        const stride = itemStrides[axis] as number;
+        const stride = wordStrides[axis] as number;
         if (++counters[axis]! < n) {
           at += stride;
           break;
@@ -266,6 +275,11 @@ export class Memmap<D extends DType = DType> {
     return this.toString();
   }
 
+  /** Bytes of one TypedArray slot: the itemsize, except for complex (half) and strings (a byte or a code point). */
+  get #slotBytes(): number {
+    return this.#info.arrayType.BYTES_PER_ELEMENT;
+  }
+
   #checkOpen(): void {
     if (this.#mapping.closed) {
       throw new MemjobError(ErrorCodes.CLOSED, `memmap: '${this.filename}' was closed; open it again with memmap()`, {
@@ -288,7 +302,7 @@ export class Memmap<D extends DType = DType> {
       if (data === undefined || data.buffer.byteLength === 0) continue;
       const delta = this.offset - base.offset;
       if (delta < 0 || delta % this.itemsize !== 0 || delta + this.nbytes > data.byteLength) continue;
-      return new this.#info.arrayType(data.buffer, data.byteOffset + delta, this.size);
+      return new this.#info.arrayType(data.buffer, data.byteOffset + delta, this.size * this.#info.lanes);
     }
     return undefined;
   }
@@ -311,13 +325,13 @@ export class Memmap<D extends DType = DType> {
       );
     }
     const array = new this.#info.arrayType(this.#mapping.view(span.start, span.length));
-    return { array, index: (this.offset - span.start) / this.itemsize };
+    return { array, index: (this.offset - span.start) / this.#slotBytes };
   }
 
   #elementArray(byteOffset: number): { array: DTypeArrays[D]; index: number } {
     this.#checkOpen();
     if (this.contiguous && this.nbytes <= maxViewBytes) {
-      return { array: this.data, index: byteOffset / this.itemsize };
+      return { array: this.data, index: byteOffset / this.#slotBytes };
     }
     // Too big (or too scattered) for one view: map just this element's bytes.
     const array = new this.#info.arrayType(this.#mapping.view(this.offset + byteOffset, this.itemsize));

@@ -12,7 +12,9 @@
  * switch to scientific notation as numpy does. Only the elements shown are
  * read, so a huge memmap costs a few page reads.
  */
-import type { DType } from './dtype.js';
+import { dtypeInfo, numpyStr, type DType } from './dtype.js';
+import { NAT, datetimeText } from './datetime-text.js';
+import { float16ToNumber, numberToFloat16 } from './float16.js';
 
 /** Node's util.inspect hook, without importing node:util. */
 export const inspectCustom: unique symbol = Symbol.for('nodejs.util.inspect.custom');
@@ -23,7 +25,7 @@ export interface ReprSource {
   dtype: DType;
   shape: readonly number[];
   /** Reads one element (one index per axis); null when the array cannot be read (a closed memmap). */
-  read: ((index: readonly number[]) => number | bigint | boolean) | null;
+  read: ((index: readonly number[]) => Element) | null;
   /** Printed after shape and dtype: `mode='r'`, `file='...'`. */
   extras?: readonly string[];
 }
@@ -34,14 +36,21 @@ const EDGE_ITEMS = 3;
 const PRECISION = 8;
 const SUMMARY = Symbol('...');
 
-type Element = number | bigint | boolean;
+/** A complex element is [re, im]; datetime64/timedelta64 ones are bigints; S/U ones strings. */
+type Element = number | bigint | boolean | string | number[];
+/** Bits of the float type being printed, for the shortest round-tripping digits. */
+type Precision = 16 | 32 | 64;
 type Nested = Element | typeof SUMMARY | Nested[];
 
 export function arrayRepr(source: ReprSource): string {
   const prefix = `${source.name}(`;
   const size = source.shape.reduce((a, b) => a * b, 1);
   const shapeText = `shape=(${source.shape.join(', ')}${source.shape.length === 1 ? ',' : ''})`;
-  const extras = [`dtype=${source.dtype}`, ...(source.extras ?? [])];
+  // numpy quotes the dtypes whose name is not a Python identifier: dtype='datetime64[ns]', dtype='<U5'.
+  const info = dtypeInfo(source.dtype);
+  const quoted = ((info.kind === 'M' || info.kind === 'm') && info.unit !== '') || info.kind === 'S' || info.kind === 'U';
+  const dtypeText = !quoted ? source.dtype : info.kind === 'S' || info.kind === 'U' ? `'${numpyStr(source.dtype)}'` : `'${source.dtype}'`;
+  const extras = [`dtype=${dtypeText}`, ...(source.extras ?? [])];
   let body: string;
   if (source.read === null) {
     body = '<closed>';
@@ -129,19 +138,43 @@ function formatter(dtype: DType, shown: readonly Element[], scalar: boolean): (v
     const trueText = scalar ? 'True' : ' True';
     return (v) => (v === true || v === 1 ? trueText : 'False');
   }
-  if (dtype === 'float32' || dtype === 'float64') {
-    const format = floatFormatter(shown as number[], dtype === 'float32');
+  if (dtype === 'float16' || dtype === 'float32' || dtype === 'float64') {
+    const format = floatFormatter(shown as number[], dtype === 'float16' ? 16 : dtype === 'float32' ? 32 : 64);
     return (v) => format(v as number);
+  }
+  const { kind } = dtypeInfo(dtype);
+  if (kind === 'c') {
+    // numpy's ComplexFloatingFormat: the real parts padded together, then the imaginary parts with their sign and 'j'.
+    const precision = dtype === 'complex64' ? 32 : 64;
+    const pairs = shown as number[][];
+    const real = floatFormatter(pairs.map((p) => p[0]!), precision);
+    const imag = floatFormatter(pairs.map((p) => Math.abs(p[1]!)), precision);
+    return (v) => {
+      const [re, im] = v as number[];
+      const sign = im! < 0 || Object.is(im, -0) ? '-' : '+';
+      return `${real(re!)}${sign}${imag(Math.abs(im!)).trimStart()}j`;
+    };
+  }
+  if (kind === 'S' || kind === 'U') {
+    // numpy does not pad strings to one width.
+    return (v) => (kind === 'S' ? `b${quote(v as string)}` : quote(v as string));
+  }
+  if (kind === 'M' || kind === 'm') {
+    // numpy: datetimes as quoted dates, timedeltas as counts of the unit; NaT (-2^63) quoted in both.
+    const { unit } = dtypeInfo(dtype);
+    const text = (v: Element) => (kind === 'M' ? `'${datetimeText(v as bigint, unit)}'` : v === NAT ? "'NaT'" : String(v));
+    const width = Math.max(...shown.map((v) => text(v).length));
+    return (v) => text(v).padStart(width);
   }
   const width = Math.max(...shown.map((v) => String(v).length));
   return (v) => String(v).padStart(width);
 }
 
-function floatFormatter(values: readonly number[], single: boolean): (v: number) => string {
+function floatFormatter(values: readonly number[], precision: Precision): (v: number) => string {
   const finite = values.filter(Number.isFinite);
   const magnitudes = finite.filter((v) => v !== 0).map(Math.abs);
   // numpy 2: scientific from 1e8 for float64 and 1e6 for float32, below 1e-4, or when the range spans over 1e3.
-  const cutoff = single ? 1e6 : 1e8;
+  const cutoff = precision < 64 ? 1e6 : 1e8;
   const max = magnitudes.length > 0 ? Math.max(...magnitudes) : 0;
   const min = magnitudes.length > 0 ? Math.min(...magnitudes) : 0;
   const scientific = magnitudes.length > 0 && (max >= cutoff || min < 1e-4 || max / min > 1e3);
@@ -150,22 +183,22 @@ function floatFormatter(values: readonly number[], single: boolean): (v: number)
   let padRight = 0;
   let text: (v: number) => string;
   if (scientific) {
-    const parts = finite.map((v) => splitScientific(shortest(v, single)));
+    const parts = finite.map((v) => splitScientific(shortest(v, precision)));
     const digits = Math.max(...parts.map((p) => p.fraction.length));
     const expDigits = Math.max(2, ...parts.map((p) => p.exponent.length));
     padLeft = Math.max(...parts.map((p) => p.integer.length));
     padRight = expDigits + 2 + digits; // 'e+' and the exponent: only used to pad nan and inf
     text = (v) => {
-      const p = splitScientific(shortest(v, single));
+      const p = splitScientific(shortest(v, precision));
       const exponent = `e${p.sign}${p.exponent.padStart(expDigits, '0')}`;
       return `${p.integer.padStart(padLeft)}.${p.fraction.padEnd(digits, '0')}${exponent}`;
     };
   } else {
-    const parts = finite.map((v) => splitPositional(v, single));
+    const parts = finite.map((v) => splitPositional(v, precision));
     padLeft = parts.length > 0 ? Math.max(...parts.map((p) => p.integer.length)) : 0;
     padRight = parts.length > 0 ? Math.max(...parts.map((p) => p.fraction.length)) : 0;
     text = (v) => {
-      const p = splitPositional(v, single);
+      const p = splitPositional(v, precision);
       return `${p.integer.padStart(padLeft)}.${p.fraction.padEnd(padRight)}`;
     };
   }
@@ -185,11 +218,12 @@ function floatFormatter(values: readonly number[], single: boolean): (v: number)
  * prints doubles that way; a float32 needs the fewest significant digits
  * that round to the same float32.
  */
-function shortest(v: number, single: boolean): number {
-  if (!single || v === 0) return v;
+function shortest(v: number, precision: Precision): number {
+  if (precision === 64 || v === 0) return v;
+  const round = precision === 32 ? Math.fround : (x: number) => float16ToNumber(numberToFloat16(x));
   for (let digits = 1; digits < 9; digits++) {
     const candidate = Number(v.toPrecision(digits));
-    if (Math.fround(candidate) === v) return candidate;
+    if (round(candidate) === v) return candidate;
   }
   return Number(v.toPrecision(9));
 }
@@ -205,8 +239,8 @@ function splitScientific(v: number): { integer: string; fraction: string; sign: 
 }
 
 /** 0.5 -> { integer: '0', fraction: '5' }; 3 -> { integer: '3', fraction: '' }: at most PRECISION fraction digits. */
-function splitPositional(v: number, single: boolean): { integer: string; fraction: string } {
-  const value = shortest(v, single);
+function splitPositional(v: number, precision: Precision): { integer: string; fraction: string } {
+  const value = shortest(v, precision);
   // Positional notation is only chosen for magnitudes in [1e-4, 1e8), where String() never uses an exponent.
   let text = Object.is(value, -0) ? '-0' : String(value);
   const point = text.indexOf('.');

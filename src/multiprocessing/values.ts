@@ -22,8 +22,15 @@ const typecodes: Record<string, DType> = {
 
 export function parseValueDType(value: unknown, where: string): DType {
   if (typeof value === 'string' && Object.hasOwn(typecodes, value)) return typecodes[value]!;
-  return parseDType(value, where);
+  const dtype = parseDType(value, where);
+  // A shared value holds one plain number, bigint or boolean per slot (what toStored checks).
+  if (!valueDTypes.has(dtype)) {
+    throw new MemjobError(ErrorCodes.DTYPE, `${where}: expected "dtype" to be bool, an integer dtype, float32 or float64, received ${describe(value)}`);
+  }
+  return dtype;
 }
+
+const valueDTypes: ReadonlySet<DType> = new Set(['bool', 'int8', 'uint8', 'int16', 'uint16', 'int32', 'uint32', 'int64', 'uint64', 'float32', 'float64']);
 
 const atomicDTypes: ReadonlySet<DType> = new Set(['int8', 'uint8', 'int16', 'uint16', 'int32', 'uint32', 'int64', 'uint64']);
 

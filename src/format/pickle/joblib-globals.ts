@@ -7,8 +7,9 @@
 import { describe, ErrorCodes, MemjobError } from '../../errors.js';
 import { latin1Bytes } from './decode.js';
 import { PickleGlobalRef, type PickleGlobal, type PickleResolver } from './globals.js';
-import { asBytes, asDtype, format, numpyDtype, numpyScalar, refuseUnsupported, type NdarrayDescription } from './numpy-dtype.js';
+import { asBytes, asDtype, format, numpyDtype, numpyScalar, refuseUnsupported, type NdarrayDescription, type NumpyDtype } from './numpy-dtype.js';
 import type { PickleReader } from './reader.js';
+import { unpickle } from './unpickler.js';
 
 export type { NdarrayDescription, NumpyDtype } from './numpy-dtype.js';
 
@@ -17,10 +18,47 @@ export interface NdarrayFileDescription {
   kind: 'ndarray-file';
   /** As written by joblib: a bare file name, to be resolved (and checked) against the pickle's folder. */
   filename: string;
-  /** ZNDArrayWrapper: the side file is zlib-compressed. */
+  /** ZNDArrayWrapper: the side file holds the raw bytes, zlib-compressed behind joblib's 'ZF' header; `array` says what they are. */
   compressed: boolean;
+  array?: { dtype: NumpyDtype; shape: number[]; order: 'C' | 'F' };
   subclass?: 'matrix';
 }
+
+function isObjectDtype(dtype: NumpyDtype): boolean {
+  return dtype.descr[1] === 'O';
+}
+
+/**
+ * The items of an object array (numpy pickles them as one flat list, in C order whatever the
+ * layout), nested by `shape` as JS Arrays; a 0-d array is its one item.
+ */
+export function nestByShape(items: unknown[], shape: number[]): unknown {
+  if (shape.length > 64) throw format('an object array of at most 64 dimensions', `${shape.length}`);
+  let count = 1;
+  let containers = 0;
+  for (const d of shape) {
+    containers += count;
+    count *= d;
+    // Empty axes make no items but may ask for many empty Arrays: (10**9, 0) is refused.
+    if (containers > items.length + 1_000_000) throw format('an object array shape with fewer empty rows', shape);
+  }
+  if (count !== items.length) throw format(`${count} items for an object array of shape (${shape.join(', ')})`, `${items.length} items`);
+  const build = (axis: number, offset: number, stride: number): unknown => {
+    if (axis === shape.length) return items[offset];
+    const d = shape[axis]!;
+    const inner = d === 0 ? 0 : stride / d;
+    const row: unknown[] = [];
+    for (let i = 0; i < d; i++) row.push(build(axis + 1, offset + i * inner, inner));
+    return row;
+  };
+  return build(0, 0, count);
+}
+
+/** Globals of the pickle nested after an object array's wrapper: numpy's own, never joblib's (so no pickle nests another). */
+export const resolveNestedGlobal: PickleResolver = (module, name) => {
+  if (module.startsWith('joblib')) return resolveJoblibGlobal('', `${module}.${name} inside an object array`);
+  return resolveJoblibGlobal(module, name);
+};
 
 const MATRIX = 'numpy.matrixlib.defmatrix.matrix';
 
@@ -59,11 +97,13 @@ function marker(name: string): PickleGlobal {
 /** joblib >= 0.10: BUILD's state describes the array, whose bytes follow in the stream (joblib/numpy_pickle.py read_array). */
 const numpyArrayWrapper: PickleGlobal = {
   ...marker('NumpyArrayWrapper'),
-  build(_obj, state, reader: PickleReader): NdarrayDescription {
+  build(_obj, state, reader: PickleReader): unknown {
     const s = stateDict(state, 'NumpyArrayWrapper');
     const dtype = asDtype(s.get('dtype'));
-    refuseUnsupported(dtype);
     const shape = shapeOf(s.get('shape'));
+    // An object array is pickled whole right after (joblib's write_array: pickle.dump(array, protocol=2)).
+    if (isObjectDtype(dtype)) return unpickle(reader, { resolve: resolveNestedGlobal });
+    refuseUnsupported(dtype);
     const order = s.get('order');
     if (order !== 'C' && order !== 'F') throw format('order "C" or "F"', order);
     // joblib >= 1.2 writes a padding length byte and that many bytes so the data starts 16-byte aligned.
@@ -86,6 +126,18 @@ function sideFile(compressed: boolean): PickleGlobal {
       const filename = s.get('filename');
       if (typeof filename !== 'string') throw format('a side file name', filename);
       const out: NdarrayFileDescription = { kind: 'ndarray-file', filename, compressed };
+      if (compressed) {
+        // ZNDArrayWrapper: state (version, shape, dtype, is_fortran) and init_args (subtype, (0,), b'b'), as ndarray.__reduce__ gave them.
+        const array = s.get('state');
+        const init = s.get('init_args');
+        if (!Array.isArray(array) || array.length !== 4) throw format('the (version, shape, dtype, is_fortran) state of a ZNDArrayWrapper', array);
+        const dtype = asDtype(array[2]);
+        refuseUnsupported(dtype);
+        out.array = { dtype, shape: shapeOf(array[1]), order: array[3] ? 'F' : 'C' };
+        const sub = Array.isArray(init) ? subclassOf(init[0]) : undefined;
+        if (sub) out.subclass = sub;
+        return out;
+      }
       const sub = subclassOf(s.get('subclass'));
       if (sub) out.subclass = sub;
       return out;
@@ -103,8 +155,11 @@ const reconstruct: PickleGlobal = {
     if (!Array.isArray(state) || (state.length !== 5 && state.length !== 4)) throw format('an ndarray state tuple', state);
     const [shapeV, dtypeV, fortran, raw] = state.length === 5 ? state.slice(1) : state;
     const dtype = asDtype(dtypeV);
-    refuseUnsupported(dtype);
     const shape = shapeOf(shapeV);
+    // Object arrays come back as their items nested by shape (the memo's placeholder is not updated:
+    // numpy never refers back to an array from inside its own pickle).
+    if (isObjectDtype(dtype) && Array.isArray(raw)) return nestByShape(raw, shape);
+    refuseUnsupported(dtype);
     const bytes = asBytes(raw, 'the raw bytes of an ndarray');
     const nbytes = byteCount(shape, dtype.itemsize, bytes.length);
     if (nbytes !== bytes.length) throw format(`${nbytes} bytes of array data`, `${bytes.length} bytes`);

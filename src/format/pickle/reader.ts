@@ -34,7 +34,8 @@ export class BufferReader implements PickleReader {
   readonly #bytes: Uint8Array;
 
   constructor(bytes: Uint8Array) {
-    this.#bytes = bytes;
+    // A plain Uint8Array view even when given a Buffer: Buffer's slice() is a view, and callers copy with slice().
+    this.#bytes = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   }
 
   get position(): number {
