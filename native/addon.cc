@@ -12,6 +12,7 @@
 #include <sys/file.h>
 #include <sys/mman.h>
 
+#include "hash.h"
 #include "mapping.h"
 #include "regions.h"
 
@@ -246,6 +247,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("advise", Napi::Function::New(env, AdviseFn, "advise"));
   exports.Set("incore", Napi::Function::New(env, IncoreFn, "incore"));
   exports.Set("flock", Napi::Function::New(env, FlockFn, "flock"));
+  InitHash(env, exports);
   return exports;
 }
 

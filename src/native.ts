@@ -28,7 +28,14 @@ interface Addon {
   advise(handle: RegionHandle, byteOffset: number, byteLength: number, advice: Advice): void;
   incore(handle: RegionHandle, byteOffset: number, byteLength: number): [number, number];
   flock(fd: number, operation: LockOperation): boolean;
+  xxh128Create(): HashState;
+  xxh128Reset(state: HashState): void;
+  xxh128Update(state: HashState, data: ArrayBufferView): void;
+  xxh128Digest(state: HashState): string;
 }
+
+/** An XXH3-128 streaming state (native/hash.cc), freed with its handle. */
+export type HashState = { readonly __hashState: unique symbol };
 
 // src/native.ts and dist/native.js both sit one folder below the package
 // root. node-gyp-build looks in native/ for build/ (a local build) and then
@@ -114,4 +121,24 @@ export function residentPages(handle: RegionHandle, byteOffset: number, byteLeng
  */
 export function tryFlock(fd: number, operation: LockOperation, path: string): boolean {
   return call('flock', path, () => addon.flock(fd, operation));
+}
+
+/**
+ * A streaming XXH3-128 hasher (xxHash's reference code, in the addon): it
+ * reads each update's bytes where they are. The digest is 32 hex digits.
+ */
+export class Xxh128 {
+  readonly #state = addon.xxh128Create();
+
+  reset(): void {
+    addon.xxh128Reset(this.#state);
+  }
+
+  update(data: ArrayBufferView): void {
+    addon.xxh128Update(this.#state, data);
+  }
+
+  digest(): string {
+    return addon.xxh128Digest(this.#state);
+  }
 }

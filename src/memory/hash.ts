@@ -85,7 +85,7 @@ export function hash(value: unknown, options: HashOptions = {}): Promise<string>
 /** The digest of `value`, after `salt` (a function's identity, for Memory's keys). */
 export async function hashValue(value: unknown, options: HashOptions, where: string, rootName: string, salt = ''): Promise<string> {
   if (typeof options !== 'object' || options === null) throw invalidArg(where, 'options', 'an object', options);
-  const h = await xxh128();
+  const h = xxh128();
   h.init();
   const sink = new Sink(h);
   sink.string(salt);
