@@ -161,7 +161,18 @@ describe('dumpJoblibSync and dumpJoblib', () => {
       expect(readFileSync(scratch.file(name)).subarray(0, magic.length / 2).toString('hex'), name).toBe(magic);
     }
     await dumpJoblib(value, scratch.file('async.pkl.gz'));
-    const files = [...cases.map(([name]) => scratch.file(name)), scratch.file('async.pkl.gz')];
+    // lz4, xz and lzma through joblib-compression.ts (Python's joblib reads lz4 with python3-lz4).
+    const others: [string, Parameters<typeof dumpJoblibSync>[2], string][] = [
+      ['l.pkl.lz4', {}, '04224d18'],
+      ['x.pkl', { compress: ['xz', 1] }, 'fd377a585a00'],
+      ['m.pkl.lzma', { compress: true }, '5d00'],
+    ];
+    for (const [name, options, magic] of others) {
+      dumpJoblibSync(value, scratch.file(name), options);
+      expect(readFileSync(scratch.file(name)).subarray(0, magic.length / 2).toString('hex'), name).toBe(magic);
+    }
+    await dumpJoblib(value, scratch.file('async.pkl.xz'));
+    const files = [...cases.map(([name]) => scratch.file(name)), scratch.file('async.pkl.gz'), ...others.map(([name]) => scratch.file(name)), scratch.file('async.pkl.xz')];
     const seen = joblibSees(files);
     for (const file of files) expect(seen[file], file).toEqual(seen[files[0]!]);
     expect(loadJoblibSync(scratch.file('pair.pkl'))).toEqual(loadJoblibSync(scratch.file('none.pkl')));
@@ -188,6 +199,7 @@ describe('dumpJoblibSync and dumpJoblib', () => {
     let deep: unknown = 1;
     for (let i = 0; i < 2000; i++) deep = [deep];
     expect(failure(() => dumpJoblibSync(deep, target)).message).toMatch(/nesting deeper than 900 levels/);
+    expect(failure(() => dumpJoblibSync(1, target, { compress: 'bz2' })).message).toMatch(/cannot write them/);
     for (const compress of [10, 'brotli', ['zlib'], -1]) {
       const error = failure(() => dumpJoblibSync(1, target, { compress } as never));
       expect(error.code).toBe('MEMJOB_ERR_INVALID_ARG');

@@ -2,7 +2,9 @@
  * dumpJoblib(): writes a file Python's `joblib.load` reads, as `joblib.dump`
  * would write it (joblib-pickle.ts has the layout). Uncompressed, its arrays
  * are aligned so `joblib.load(f, mmap_mode='r')` maps them; compressed, the
- * whole pickle goes through the compressor, as joblib does. The write is
+ * whole pickle goes through the compressor, as joblib does (zlib and gzip
+ * streamed; lz4, xz and lzma in one call, xz and lzma only where the optional
+ * package lzma-native is installed, as joblib needs python-lz4 for lz4). The write is
  * atomic, as dump()'s: a temp file beside the target, fsynced, renamed over it.
  */
 import { createWriteStream, writeSync } from 'node:fs';
@@ -10,17 +12,18 @@ import { extname } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import * as zlib from 'node:zlib';
-import { ErrorCodes, MemjobError, describe, invalidArg, systemError } from '../errors.js';
+import { ErrorCodes, MemjobError, invalidArg, systemError } from '../errors.js';
 import { maxViewBytes } from '../native.js';
 import { parseFilename } from '../system/filename.js';
 import { createTempBeside } from './atomic-file.js';
+import { compressJoblib } from './joblib-compression.js';
 import { partBytes, pickleForJoblib, type PicklePart } from './joblib-pickle.js';
 
 export type JoblibCompressMethod = 'zlib' | 'gzip' | 'bz2' | 'lzma' | 'xz' | 'lz4';
 /**
  * As joblib.dump's `compress`: true (zlib, or the method the filename's
  * extension names, at its default level), a level 0-9 (0: none), a method,
- * or [method, level].
+ * or [method, level]. bz2 is read by loadJoblib but cannot be written.
  */
 export type JoblibCompressOption = boolean | number | JoblibCompressMethod | readonly [JoblibCompressMethod, number];
 
@@ -38,6 +41,8 @@ const methods: readonly JoblibCompressMethod[] = ['zlib', 'gzip', 'bz2', 'lzma',
 const byExtension: Record<string, JoblibCompressMethod> = { '.z': 'zlib', '.gz': 'gzip', '.bz2': 'bz2', '.lzma': 'lzma', '.xz': 'xz', '.lz4': 'lz4' };
 /** joblib's BinaryZlibFile and BinaryGzipFile level when none is given. */
 const ZLIB_DEFAULT_LEVEL = 3;
+/** Python's lzma default preset, which joblib uses for xz and lzma when no level is given. */
+const LZMA_DEFAULT_PRESET = 6;
 /** Writes larger than this are split. */
 const MAX_IO_BYTES = 1024 ** 3;
 
@@ -93,7 +98,7 @@ export function dumpJoblibSync(value: unknown, filename: string | URL, options: 
       let position = 0;
       for (const chunk of partBytes(parts)) position = writeAllSync(temp.fd, chunk, position);
     } else {
-      writeAllSync(temp.fd, compressSync(gather(parts, where, target), compression), 0);
+      writeAllSync(temp.fd, compressWhole(gather(parts, where, target), compression), 0);
     }
     temp.commit();
   } catch (error) {
@@ -113,7 +118,8 @@ export async function dumpJoblib(value: unknown, filename: string | URL, options
     const sink = createWriteStream('', { fd: temp.fd, autoClose: false });
     const source = Readable.from(partBytes(parts), { objectMode: false, highWaterMark: 1 });
     if (compression === null) await pipeline(source, sink);
-    else await pipeline(source, compressStream(compression), sink);
+    else if (compression.method === 'zlib' || compression.method === 'gzip') await pipeline(source, compressStream(compression), sink);
+    else await pipeline(Readable.from([compressWhole(gather(parts, where, target), compression)]), sink);
     temp.commit();
   } catch (error) {
     temp.abort();
@@ -126,10 +132,10 @@ function parseArgs(filename: string | URL, options: DumpJoblibOptions, where: st
   if (typeof options !== 'object' || options === null) throw invalidArg(where, 'options', 'an object', options);
   const target = parseFilename(filename, where);
   const compression = parseJoblibCompress(options.compress, target, where);
-  if (compression !== null && compression.method !== 'zlib' && compression.method !== 'gzip') {
+  if (compression?.method === 'bz2') {
     throw new MemjobError(
       ErrorCodes.INVALID_ARG,
-      `${where}: expected "compress" to use 'zlib' or 'gzip', received ${describe(compression.method)}: memjob writes joblib files compressed with zlib or gzip only`,
+      `${where}: expected "compress" to use 'zlib', 'gzip', 'lz4', 'xz' or 'lzma', received 'bz2': memjob reads bz2 files but cannot write them (no npm bzip2 encoder writes streams Python reads; native-notes/joblib-compression.md)`,
     );
   }
   return { target, compression };
@@ -148,9 +154,14 @@ function gather(parts: readonly PicklePart[], where: string, target: string): Bu
   return Buffer.concat([...partBytes(parts)], total);
 }
 
-function compressSync(data: Buffer, { method, level }: JoblibCompression): Buffer {
-  const options = { level: level ?? ZLIB_DEFAULT_LEVEL };
-  return method === 'gzip' ? zlib.gzipSync(data, options) : zlib.deflateSync(data, options);
+/** The whole pickle compressed in one call: zlib and gzip by node:zlib, lz4, xz and lzma by joblib-compression.ts. */
+function compressWhole(data: Buffer, { method, level }: JoblibCompression): Uint8Array {
+  if (method === 'zlib' || method === 'gzip') {
+    const options = { level: level ?? ZLIB_DEFAULT_LEVEL };
+    return method === 'gzip' ? zlib.gzipSync(data, options) : zlib.deflateSync(data, options);
+  }
+  // joblib's defaults when no level is given: Python's lzma preset 6; lz4 has one level here.
+  return compressJoblib(method, data, level ?? (method === 'lz4' ? 0 : LZMA_DEFAULT_PRESET));
 }
 
 function compressStream({ method, level }: JoblibCompression): zlib.Gzip | zlib.Deflate {
