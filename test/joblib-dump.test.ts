@@ -58,6 +58,7 @@ function sample(): Record<string, unknown> {
     bools: new NDArray(new Uint8Array([1, 0, 1]), { dtype: 'bool' }),
     bytes: new Uint8Array([0, 1, 255]),
     text: 'héllo, 世界 🎉',
+    lone: 'a\ud800b\udfffc',
     numbers: [0, 255, 256, -1, 2 ** 31, -(2 ** 31) - 1, 2 ** 53 - 1, 2.5, -0, Number.NaN, Number.POSITIVE_INFINITY],
     bigints: [12345678901234567890n, -(2n ** 100n), -5n, 0n],
     flags: [true, false, null, undefined],
@@ -85,6 +86,7 @@ describe('dumpJoblibSync and dumpJoblib', () => {
     expect(get('bools')).toEqual(nd('ndarray', '|b1', [3], ['True', 'False', 'True']));
     expect(get('bytes')).toEqual({ bytes: '0001ff' });
     expect(get('text')).toBe('héllo, 世界 🎉');
+    expect(get('lone')).toBe('a\ud800b\udfffc'); // kept, as pickle's surrogatepass
     expect(get('numbers')).toEqual([
       ...['0', '255', '256', '-1', '2147483648', '-2147483649', '9007199254740991'].map((n) => ({ int: n })),
       { float: '2.5' },
@@ -218,6 +220,7 @@ describe('dumpJoblibSync and dumpJoblib', () => {
     dumpJoblibSync(value, file);
     const back = loadJoblibSync(file) as Map<string, unknown>;
     expect(back.get('text')).toBe(value.text);
+    expect(back.get('lone')).toBe('a\ud800b\udfffc');
     expect(back.get('bigints')).toEqual([12345678901234567890n, -(2n ** 100n), -5, 0]);
     expect(back.get('bytes')).toEqual(new Uint8Array([0, 1, 255]));
     expect((back.get('fortran') as NDArray).order).toBe('F');

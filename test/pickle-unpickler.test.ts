@@ -43,7 +43,7 @@ function untag(t: Tagged, offsets: Record<string, number> = {}, key?: unknown): 
       return new Map((v as [Tagged, Tagged][]).map(([k, x]) => [untag(k, offsets), untag(x, offsets, k)]));
     case 'ndarray': {
       const a = v as { dtype: string; shape: number[]; order: string; hex: string };
-      return { kind: 'ndarray', dtype: a.dtype, shape: a.shape, order: a.order, offset: offsets[key as string], bytes: hex(a.hex) };
+      return { kind: 'ndarray', dtype: a.dtype, shape: a.shape, order: a.order, offset: offsets[key as string], nbytes: hex(a.hex).length, bytes: hex(a.hex) };
     }
   }
   throw new Error(`unknown tag ${tag}`);

@@ -13,7 +13,7 @@ import { Memmap } from '../memmap/memmap.js';
 import { isZfile, readSideFile } from './joblib-compat.js';
 import { compressionOf, type JoblibCompression } from './joblib-compression.js';
 import { ArrayRef, describeValue, pathText, type Limits, type ValueNode } from './inspect-tree.js';
-import { readJoblibBytes, readJoblibMapped, readPickleSync } from './joblib.js';
+import { readJoblibBytes, readJoblibFile, readPickleSync } from './joblib.js';
 import { descrOf, dtypeOfDescr } from './npy-header.js';
 import type { NdarrayDescription, NdarrayFileDescription } from './pickle/joblib-globals.js';
 import type { ArrayDescriptor } from './structure.js';
@@ -85,7 +85,7 @@ export function describeJoblib(
   const found: { descriptor: ArrayDescriptor; descr: string; offset: number | null; sideFile?: string }[] = [];
   const make = (d: NdarrayDescription): ArrayRef => {
     const { dtype } = dtypeOfDescr(d.dtype, { where, path });
-    const descriptor: ArrayDescriptor = { kind: 'NDArray', dtype, shape: d.shape, order: d.order, segment: found.length, byteLength: d.bytes.byteLength };
+    const descriptor: ArrayDescriptor = { kind: 'NDArray', dtype, shape: d.shape, order: d.order, segment: found.length, byteLength: d.nbytes };
     found.push({ descriptor, descr: d.dtype, offset: d.offset });
     return new ArrayRef(descriptor);
   };
@@ -96,7 +96,7 @@ export function describeJoblib(
     let value = readSideFile(d, path, { mmapMode: 'r', limit: maxDecompressedBytes, toArray: make }, where);
     if (value instanceof Memmap) {
       const array = value;
-      value = make({ kind: 'ndarray', dtype: descrOf(array.dtype), shape: [...array.shape], order: array.order, offset: array.offset, bytes: new Uint8Array(0) });
+      value = make({ kind: 'ndarray', dtype: descrOf(array.dtype), shape: [...array.shape], order: array.order, offset: array.offset, nbytes: array.nbytes, bytes: null });
       found.at(-1)!.descriptor.byteLength = array.nbytes; // mapped, not read: its size from the header
       array.close();
     }
@@ -109,7 +109,7 @@ export function describeJoblib(
     const value = readJoblibBytes(bytes, path, where, make, side);
     read = { value, protocol: bytes[0] === 0x80 ? bytes[1]! : 0, size: fileBytes, compression, pickleBytes: bytes.length };
   } else {
-    const plain = readJoblibMapped(path, where, make, side);
+    const plain = readJoblibFile(path, where, make, side);
     if (plain === undefined) return undefined;
     read = { ...plain, compression: null, pickleBytes: plain.size };
   }

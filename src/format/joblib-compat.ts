@@ -102,7 +102,7 @@ export function readSideFile(d: NdarrayFileDescription, picklePath: string, opti
     if (d.compressed) {
       const { dtype, shape, order } = d.array!;
       const bytes = readZfile(readSmallFile(path, options.limit, where), options.limit);
-      return options.toArray({ kind: 'ndarray', dtype: dtype.descr, shape, order, offset: null, bytes });
+      return options.toArray({ kind: 'ndarray', dtype: dtype.descr, shape, order, offset: null, nbytes: bytes.length, bytes });
     }
     if (!isObjectNpy(path, where)) return options.mmapMode === null ? loadNpySync(path) : loadNpySync(path, { mmapMode: options.mmapMode });
     // An object array: np.save wrote the array's own pickle after the header.

@@ -122,6 +122,34 @@ export function decodeUtf8(bytes: Uint8Array, offset: number): string {
   try {
     return utf8.decode(bytes);
   } catch {
-    throw formatError('UTF-8 text', `${bytes.length} bytes that are not valid UTF-8`, offset);
+    const text = decodeSurrogatePass(bytes);
+    if (text === undefined) throw formatError('UTF-8 text', `${bytes.length} bytes that are not valid UTF-8`, offset);
+    return text;
+  }
+}
+
+/**
+ * UTF-8 in which lone surrogates are written as their own 3-byte sequences (ED A0-BF xx), as
+ * Python's pickle writes a str with 'surrogatepass' (and memjob's dumpJoblib does); undefined when
+ * the bytes are not valid even so. Only reached for text the strict decoder refused.
+ */
+function decodeSurrogatePass(bytes: Uint8Array): string | undefined {
+  let out = '';
+  let start = 0;
+  for (let i = 0; i + 2 < bytes.length; i++) {
+    if (bytes[i] !== 0xed || bytes[i + 1]! < 0xa0 || bytes[i + 1]! > 0xbf || (bytes[i + 2]! & 0xc0) !== 0x80) continue;
+    try {
+      out += utf8.decode(bytes.subarray(start, i));
+    } catch {
+      return undefined;
+    }
+    out += String.fromCharCode(0xd000 | ((bytes[i + 1]! & 0x3f) << 6) | (bytes[i + 2]! & 0x3f));
+    start = i + 3;
+    i += 2;
+  }
+  try {
+    return out + utf8.decode(bytes.subarray(start));
+  } catch {
+    return undefined;
   }
 }

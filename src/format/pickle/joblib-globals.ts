@@ -111,7 +111,7 @@ const numpyArrayWrapper: PickleGlobal = {
     if (alignment !== undefined && alignment !== null) reader.skip(reader.readByte());
     const nbytes = byteCount(shape, dtype.itemsize, reader.remaining());
     const offset = reader.position;
-    const out: NdarrayDescription = { kind: 'ndarray', dtype: dtype.descr, shape, order, offset, bytes: reader.read(nbytes) };
+    const out: NdarrayDescription = { kind: 'ndarray', dtype: dtype.descr, shape, order, offset, nbytes, bytes: reader.readData(nbytes) };
     const sub = subclassOf(s.get('subclass'));
     if (sub) out.subclass = sub;
     return out;
@@ -164,7 +164,7 @@ const reconstruct: PickleGlobal = {
     const nbytes = byteCount(shape, dtype.itemsize, bytes.length);
     if (nbytes !== bytes.length) throw format(`${nbytes} bytes of array data`, `${bytes.length} bytes`);
     // In place: the memo holds this very object, and later references to it must see the array.
-    return Object.assign(obj as object, { dtype: dtype.descr, shape, order: fortran ? 'F' : 'C', offset: null, bytes: bytes.slice() });
+    return Object.assign(obj as object, { dtype: dtype.descr, shape, order: fortran ? 'F' : 'C', offset: null, nbytes, bytes: bytes.slice() });
   },
 };
 
@@ -177,7 +177,7 @@ const frombuffer: PickleGlobal = {
     const bytes = asBytes(args[0], 'the buffer of an ndarray');
     if (byteCount(shape, dtype.itemsize, bytes.length) !== bytes.length) throw format('array data matching the shape', `${bytes.length} bytes`);
     const order = args[3] === 'F' ? 'F' : 'C';
-    return { kind: 'ndarray', dtype: dtype.descr, shape, order, offset: null, bytes: bytes.slice() };
+    return { kind: 'ndarray', dtype: dtype.descr, shape, order, offset: null, nbytes: bytes.length, bytes: bytes.slice() };
   },
 };
 
@@ -211,6 +211,22 @@ const builtins: Record<string, PickleGlobal> = {
   bytes: { call: bytesOf },
 };
 
+function reconstructor(args: unknown[]): unknown {
+  const [cls, base, state] = args;
+  if (!(cls instanceof PickleGlobalRef) || cls.handler.call === undefined || cls.handler.build === undefined) {
+    throw format('an allowlisted class for copyreg._reconstructor', cls);
+  }
+  if (!(base instanceof PickleGlobalRef) || base.qualifiedName !== 'builtins.object' || (state !== null && state !== undefined)) {
+    throw format('copyreg._reconstructor(cls, object, None)', args);
+  }
+  const obj = cls.handler.call([]) as object;
+  reconstructed.set(obj, cls.handler);
+  return obj;
+}
+
+/** Instances made by copyreg._reconstructor, and the class whose BUILD applies to them. */
+const reconstructed = new WeakMap<object, PickleGlobal>();
+
 function bytesOf(args: unknown[]): Uint8Array {
   if (args.length === 0) return new Uint8Array(0);
   if (args[0] instanceof Uint8Array) return args[0].slice();
@@ -232,6 +248,14 @@ const ALLOWED = new Map<string, PickleGlobal>([
   ['numpy.ndarray', {}],
   [MATRIX, {}],
   ['_codecs.encode', { call: (args) => encodeText(args[0], args[1]) }],
+  // Protocols 0 and 1 make an instance with copyreg._reconstructor(cls, object, None), which is
+  // object.__new__(cls): allowed only for a class of this list that makes empty instances (the wrappers).
+  ['copyreg._reconstructor', {
+    call: reconstructor,
+    // BUILD goes to the global that made the object: hand it to its class's own build.
+    build: (obj, state, reader) => reconstructed.get(obj as object)!.build!(obj, state, reader),
+  }],
+  ['builtins.object', {}],
   ['collections.OrderedDict', { call: (args) => new Map(args.length === 0 ? [] : (iterableItems(args[0], 'OrderedDict').map(pair) as [unknown, unknown][])) }],
   ...Object.entries(numpyCore).flatMap(([name, h]): [string, PickleGlobal][] => [[`numpy.core.${name}`, h], [`numpy._core.${name}`, h]]),
   // Python 2's __builtin__ arrives here renamed builtins by the unpickler, as CPython's fix_imports does.

@@ -20,7 +20,10 @@ export interface NdarrayDescription {
   shape: number[];
   order: 'C' | 'F';
   offset: number | null;
-  bytes: Uint8Array;
+  /** The data's length in bytes (shape × itemsize). */
+  nbytes: number;
+  /** The data; null when a file-backed reader left it in the file, at `offset`. */
+  bytes: Uint8Array | null;
   /** np.matrix comes back as a 2-D ndarray marked here (memjob has no matrix type). */
   subclass?: 'matrix';
 }

@@ -16,12 +16,18 @@ export interface PickleReader {
   /** Bytes up to the next `\n`, decoded as latin-1 (the text opcodes of protocol 0 are ASCII). */
   readLine(): string;
   skip(n: number): void;
+  /**
+   * `n` bytes of raw data (an array's, between two opcodes): read, or, by a
+   * file-backed reader, skipped and left in the file (null) for the caller
+   * to read straight into the array or to map.
+   */
+  readData(n: number): Uint8Array | null;
 }
 
 /** V8's longest string (2^29 - 24 characters): longer lines or strings are refused, never attempted. */
 export const MAX_STRING_LENGTH = 0x1fffffe8;
 
-function truncated(what: string, position: number, left: number): MemjobError {
+export function truncated(what: string, position: number, left: number): MemjobError {
   return new MemjobError(
     ErrorCodes.FORMAT,
     `expected ${what} at offset ${position} of the pickle, received only ${left} bytes left (truncated or corrupt file)`,
@@ -77,6 +83,10 @@ export class BufferReader implements PickleReader {
   skip(n: number): void {
     this.#check(n, 'data to skip');
     this.#pos += n;
+  }
+
+  readData(n: number): Uint8Array {
+    return this.read(n);
   }
 
   #check(n: number, what: string): void {

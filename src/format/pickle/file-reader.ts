@@ -1,0 +1,105 @@
+/**
+ * A PickleReader over an open file, for uncompressed joblib files of any
+ * size: the opcodes are read through a small window, and the arrays' raw
+ * bytes (readData) are skipped, left in the file for the caller to read
+ * straight into each array's own buffer or to map. Nothing the size of the
+ * file is allocated or viewed, so a 64 GiB joblib file parses like a small one.
+ */
+import { readSync } from 'node:fs';
+import { ErrorCodes, MemjobError } from '../../errors.js';
+import { MAX_STRING_LENGTH, truncated, type PickleReader } from './reader.js';
+
+/** Bytes fetched per read call: opcodes are small, and a few pages cover most pickles' metadata. */
+const WINDOW = 64 * 1024;
+
+export class FileReader implements PickleReader {
+  #pos = 0;
+  // A plain Uint8Array, not a Buffer: the unpickler copies with slice(), which on a Buffer is a view.
+  #window = new Uint8Array(WINDOW);
+  /** File offset of #window[0], and how many bytes of it are valid. */
+  #windowStart = 0;
+  #windowLength = 0;
+
+  /** `fd` stays the caller's to close; `size` is the file's, checked against fstat by the caller. */
+  constructor(
+    private readonly fd: number,
+    private readonly size: number,
+  ) {}
+
+  get position(): number {
+    return this.#pos;
+  }
+
+  remaining(): number {
+    return this.size - this.#pos;
+  }
+
+  readByte(): number {
+    if (this.#pos >= this.size) throw truncated('a byte', this.#pos, 0);
+    if (this.#pos < this.#windowStart || this.#pos >= this.#windowStart + this.#windowLength) this.#fill(this.#pos, 1);
+    return this.#window[this.#pos++ - this.#windowStart]!;
+  }
+
+  /** A view of the reader's window, valid until the next call (the unpickler decodes or copies at once). */
+  read(n: number): Uint8Array {
+    this.#check(n, 'data');
+    if (this.#pos < this.#windowStart || this.#pos + n > this.#windowStart + this.#windowLength) this.#fill(this.#pos, n);
+    const at = this.#pos - this.#windowStart;
+    this.#pos += n;
+    return this.#window.subarray(at, at + n);
+  }
+
+  readLine(): string {
+    const parts: Buffer[] = [];
+    let length = 0;
+    for (;;) {
+      if (this.remaining() === 0) {
+        throw new MemjobError(ErrorCodes.FORMAT, `expected a line ending in "\\n" at offset ${this.#pos - length} of the pickle, received the end of the data`);
+      }
+      const chunk = Buffer.from(this.read(Math.min(WINDOW, this.remaining())));
+      const end = chunk.indexOf(0x0a);
+      const taken = end < 0 ? chunk : chunk.subarray(0, end);
+      length += taken.length;
+      if (length > MAX_STRING_LENGTH) {
+        throw new MemjobError(ErrorCodes.FORMAT, `expected a line of at most ${MAX_STRING_LENGTH} bytes at offset ${this.#pos} of the pickle, received more`);
+      }
+      parts.push(taken);
+      if (end >= 0) {
+        this.#pos -= chunk.length - end - 1; // give back what follows the newline
+        return Buffer.concat(parts).toString('latin1');
+      }
+    }
+  }
+
+  skip(n: number): void {
+    this.#check(n, 'data to skip');
+    this.#pos += n;
+  }
+
+  readData(n: number): null {
+    this.skip(n);
+    return null;
+  }
+
+  #check(n: number, what: string): void {
+    if (!Number.isSafeInteger(n) || n < 0) {
+      throw new MemjobError(ErrorCodes.FORMAT, `expected a byte count at offset ${this.#pos} of the pickle, received ${n}`);
+    }
+    if (n > this.remaining()) throw truncated(`${what} of ${n} bytes`, this.#pos, this.remaining());
+  }
+
+  /** Loads the window with at least `n` bytes from `at` (n was checked against the file's size). */
+  #fill(at: number, n: number): void {
+    if (n > this.#window.length) this.#window = new Uint8Array(n);
+    const want = Math.min(this.#window.length, this.size - at);
+    let got = 0;
+    while (got < want) {
+      const read = readSync(this.fd, this.#window, got, want - got, at + got);
+      if (read === 0) break;
+      got += read;
+    }
+    if (got < n) throw truncated(`${n} bytes (the file shrank while being read)`, at, got);
+    this.#windowStart = at;
+    this.#windowLength = got;
+  }
+}
