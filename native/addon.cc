@@ -12,6 +12,7 @@
 #include <sys/file.h>
 #include <sys/mman.h>
 
+#include "alloc.h"
 #include "hash.h"
 #include "mapping.h"
 #include "regions.h"
@@ -248,6 +249,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("incore", Napi::Function::New(env, IncoreFn, "incore"));
   exports.Set("flock", Napi::Function::New(env, FlockFn, "flock"));
   InitHash(env, exports);
+  InitAlloc(env, exports);
   return exports;
 }
 

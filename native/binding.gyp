@@ -7,7 +7,7 @@
   "targets": [
     {
       "target_name": "memjob_native",
-      "sources": ["addon.cc", "hash.cc", "mapping.cc", "regions.cc"],
+      "sources": ["addon.cc", "alloc.cc", "hash.cc", "mapping.cc", "regions.cc"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED", "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS"],
       "cflags_cc": ["-std=c++17", "-fexceptions", "-Wall", "-Wextra"],

@@ -28,6 +28,7 @@ interface Addon {
   advise(handle: RegionHandle, byteOffset: number, byteLength: number, advice: Advice): void;
   incore(handle: RegionHandle, byteOffset: number, byteLength: number): [number, number];
   flock(fd: number, operation: LockOperation): boolean;
+  allocateLarge(length: number): ArrayBuffer;
   xxh128Create(): HashState;
   xxh128Reset(state: HashState): void;
   xxh128Update(state: HashState, data: ArrayBufferView): void;
@@ -140,5 +141,20 @@ export class Xxh128 {
 
   digest(): string {
     return addon.xxh128Digest(this.#state);
+  }
+}
+
+/**
+ * An ArrayBuffer of `length` fresh bytes (zeros) in anonymous pages the
+ * kernel is asked to back with huge pages, as numpy allocates large arrays:
+ * a file read into it takes about half the time (fewer page faults). For
+ * arrays read into memory whole; it cannot be transferred to another thread
+ * (postMessage copies it instead when not listed in transferList).
+ */
+export function allocateLarge(length: number): ArrayBuffer {
+  try {
+    return addon.allocateLarge(length);
+  } catch (error) {
+    throw new MemjobError('ENOMEM', `memjob: could not allocate ${length} bytes: ${(error as Error).message}`, { cause: error });
   }
 }

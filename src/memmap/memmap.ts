@@ -27,6 +27,8 @@ export interface MemmapLayout<D extends DType> {
 }
 
 const internal = Symbol('memjob.Memmap');
+/** Arrays up to this size are read by get() through one view of all of them; larger ones through a window this size. */
+const ELEMENT_WINDOW_BYTES = 64 * 1024;
 
 export interface ChunksOptions {
   /** Upper bound on each block's nbytes (at least one row is always yielded). Default 64 MiB. */
@@ -56,6 +58,8 @@ export class Memmap<D extends DType = DType> {
   readonly #info: DTypeInfo<D>;
   readonly #base: Memmap<D> | undefined;
   #data: DTypeArrays[D] | undefined;
+  /** get()/set()'s window on a large array: its byte offset from `offset`, and the view. */
+  #window: { start: number; array: DTypeArrays[D] } | undefined;
 
   /** @internal Use memmap() to open a file. */
   constructor(token: typeof internal, layout: MemmapLayout<D>) {
@@ -330,10 +334,24 @@ export class Memmap<D extends DType = DType> {
 
   #elementArray(byteOffset: number): { array: DTypeArrays[D]; index: number } {
     this.#checkOpen();
-    if (this.contiguous && this.nbytes <= maxViewBytes) {
+    if (this.contiguous && (this.#data !== undefined || this.nbytes <= ELEMENT_WINDOW_BYTES)) {
       return { array: this.data, index: byteOffset / this.#slotBytes };
     }
-    // Too big (or too scattered) for one view: map just this element's bytes.
+    if (this.contiguous) {
+      // A large array read element by element: a window of about 64 KiB around the element, reused
+      // while the indices stay in it. A view of the whole array would cost far more than the read
+      // (V8 counts a large external buffer against its heap and may start a collection).
+      const window = this.#window;
+      if (window !== undefined && byteOffset >= window.start && byteOffset + this.itemsize <= window.start + window.array.byteLength) {
+        return { array: window.array, index: (byteOffset - window.start) / this.#slotBytes };
+      }
+      const span = this.itemsize * Math.max(1, Math.floor(ELEMENT_WINDOW_BYTES / this.itemsize));
+      const start = Math.floor(byteOffset / span) * span;
+      const array = new this.#info.arrayType(this.#mapping.view(this.offset + start, Math.min(span, this.nbytes - start)));
+      this.#window = { start, array };
+      return { array, index: (byteOffset - start) / this.#slotBytes };
+    }
+    // A strided view: map just this element's bytes.
     const array = new this.#info.arrayType(this.#mapping.view(this.offset + byteOffset, this.itemsize));
     return { array, index: 0 };
   }

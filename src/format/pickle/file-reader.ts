@@ -11,6 +11,7 @@ import { MAX_STRING_LENGTH, truncated, type PickleReader } from './reader.js';
 
 /** Bytes fetched per read call: opcodes are small, and a few pages cover most pickles' metadata. */
 const WINDOW = 64 * 1024;
+const FIRST_READ = 4096;
 
 export class FileReader implements PickleReader {
   #pos = 0;
@@ -91,7 +92,9 @@ export class FileReader implements PickleReader {
   /** Loads the window with at least `n` bytes from `at` (n was checked against the file's size). */
   #fill(at: number, n: number): void {
     if (n > this.#window.length) this.#window = new Uint8Array(n);
-    const want = Math.min(this.#window.length, this.size - at);
+    // The first read takes one page (a joblib file's opcodes before its first array usually fit);
+    // later ones the whole window.
+    const want = Math.min(this.#windowStart === 0 && this.#windowLength === 0 ? Math.max(n, FIRST_READ) : this.#window.length, this.size - at);
     let got = 0;
     while (got < want) {
       const read = readSync(this.fd, this.#window, got, want - got, at + got);
