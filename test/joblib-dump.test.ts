@@ -67,6 +67,7 @@ function sample(): Record<string, unknown> {
     shared: [shared, shared],
     cycle,
     long: 'x'.repeat(70_000),
+    when: new Date(Date.UTC(2024, 4, 6, 7, 8, 9, 123)),
   };
 }
 
@@ -109,6 +110,7 @@ describe('dumpJoblibSync and dumpJoblib', () => {
     expect(get('shared')).toEqual([{ dict: [['x', { int: '1' }]] }, { ref: expect.any(Number) }]);
     expect(get('cycle')).toEqual(['head', { ref: expect.any(Number) }]);
     expect(get('long')).toBe('x'.repeat(70_000));
+    expect(get('when')).toEqual({ other: 'datetime.datetime(2024, 5, 6, 7, 8, 9, 123000, tzinfo=datetime.timezone.utc)' });
   });
 
   it("aligns every array to 16 bytes, so joblib.load(f, mmap_mode='r') maps each one where it lies", () => {
@@ -186,7 +188,7 @@ describe('dumpJoblibSync and dumpJoblib', () => {
     const target = `${dir}/out.pkl`;
     const cases: [unknown, RegExp][] = [
       [{ f: () => 1 }, /cannot store value\.f in a joblib file: .*function/],
-      [{ d: new Date(0) }, /value\.d in a joblib file: .*plain objects/],
+      [{ d: new Date(Date.UTC(10000, 0, 1)) }, /value\.d in a joblib file: .*years 1 to 9999/],
       [[new (class Point {})()], /value\[0\] in a joblib file: .*Point/],
       [new Map([[{ a: 1 }, 1]]), /as a dict key or set member/],
       [new Set([new NDArray(new Float64Array(1))]), /as a dict key or set member/],
@@ -221,6 +223,7 @@ describe('dumpJoblibSync and dumpJoblib', () => {
     const back = loadJoblibSync(file) as Map<string, unknown>;
     expect(back.get('text')).toBe(value.text);
     expect(back.get('lone')).toBe('a\ud800b\udfffc');
+    expect(back.get('when')).toEqual(value.when);
     expect(back.get('bigints')).toEqual([12345678901234567890n, -(2n ** 100n), -5, 0]);
     expect(back.get('bytes')).toEqual(new Uint8Array([0, 1, 255]));
     expect((back.get('fortran') as NDArray).order).toBe('F');

@@ -125,6 +125,32 @@ for p, f in ((0, sys.argv[1]), (4, sys.argv[2])):
     }
   });
 
+  it("reads Python's datetime basics: datetime and date as Dates (aware ones moved to UTC), timedelta and time as records", () => {
+    const scratch = scratchDir('joblib-datetime');
+    try {
+      const files = [0, 2, 4].map((p) => scratch.file(`dt${p}.pkl`));
+      execFileSync('/usr/bin/python3', ['-c', `
+import joblib, sys, datetime as d
+v = [d.datetime(2024, 5, 6, 7, 8, 9, 123456), d.date(2024, 1, 2), d.timedelta(days=-1, seconds=5, microseconds=7), d.time(1, 2, 3, 4),
+     d.datetime(2024, 5, 6, 7, 8, 9, tzinfo=d.timezone.utc), d.datetime(2024, 5, 6, 7, 8, 9, tzinfo=d.timezone(d.timedelta(hours=2)))]
+for p, f in zip((0, 2, 4), sys.argv[1:]):
+    joblib.dump(v, f, protocol=p)
+`, ...files]);
+      for (const file of files) {
+        expect(loadJoblibSync(file), file).toEqual([
+          new Date(Date.UTC(2024, 4, 6, 7, 8, 9, 123)),
+          new Date(Date.UTC(2024, 0, 2)),
+          { kind: 'timedelta', days: -1, seconds: 5, microseconds: 7 },
+          { kind: 'time', hour: 1, minute: 2, second: 3, microsecond: 4 },
+          new Date(Date.UTC(2024, 4, 6, 7, 8, 9)),
+          new Date(Date.UTC(2024, 4, 6, 5, 8, 9)),
+        ]);
+      }
+    } finally {
+      scratch.remove();
+    }
+  });
+
   it('load() and loadSync() do not read a joblib file, and say to use loadJoblibSync', async () => {
     const error = failure(() => loadSync(fixture('joblib_1.2_p4.pkl')));
     expect(error.code).toBe('MEMJOB_ERR_FORMAT');

@@ -93,6 +93,20 @@ export function pickleForJoblib(value: unknown, mappable: boolean, where: string
     w.op(Op.TUPLE, Op.BUILD);
   };
 
+  // A Date as an aware datetime.datetime in UTC: datetime(state, timezone(timedelta(0))), as pickle writes one.
+  const writeDate = (date: Date, path: string) => {
+    const t = date.getTime();
+    const year = new Date(t).getUTCFullYear();
+    if (Number.isNaN(t) || year < 1 || year > 9999) refuse(path, `${describe(date)}: Python's datetime holds years 1 to 9999`);
+    const d = new Date(t);
+    const us = d.getUTCMilliseconds() * 1000;
+    w.global('datetime', 'datetime');
+    w.bytes(Uint8Array.of(year >> 8, year & 0xff, d.getUTCMonth() + 1, d.getUTCDate(), d.getUTCHours(), d.getUTCMinutes(), d.getUTCSeconds(), us >> 16, (us >> 8) & 0xff, us & 0xff));
+    w.global('datetime', 'timezone');
+    w.global('datetime', 'timedelta');
+    w.op(Op.BININT1, 0, Op.BININT1, 0, Op.BININT1, 0, Op.TUPLE3, Op.REDUCE, Op.TUPLE1, Op.REDUCE, Op.TUPLE2, Op.REDUCE);
+  };
+
   const writeTuple = (items: (() => void)[]) => {
     const short = OpcodeWriter.tupleOp(items.length);
     if (short === undefined) w.op(Op.MARK);
@@ -166,6 +180,7 @@ export function pickleForJoblib(value: unknown, mappable: boolean, where: string
     if (known !== undefined) return w.get(known);
     const array = arrayInfo(value, path, refuse);
     if (array !== undefined) return writeArray(array);
+    if (value instanceof Date) return writeDate(value, path);
     if (value instanceof Uint8Array || value instanceof ArrayBuffer || value instanceof DataView) {
       return w.bytes(value instanceof Uint8Array ? value : value instanceof ArrayBuffer ? new Uint8Array(value) : new Uint8Array(value.buffer, value.byteOffset, value.byteLength));
     }
@@ -202,7 +217,7 @@ export function pickleForJoblib(value: unknown, mappable: boolean, where: string
       writeBatched(items, Op.SETITEMS);
       return;
     }
-    return refuse(path, `${describe(value)}: a joblib file holds plain objects, Maps, Sets, Arrays, strings, numbers, BigInts, booleans, null, bytes (Uint8Array) and arrays (NDArray, Memmap, TypedArray)`);
+    return refuse(path, `${describe(value)}: a joblib file holds plain objects, Maps, Sets, Arrays, strings, numbers, BigInts, booleans, null, Dates, bytes (Uint8Array) and arrays (NDArray, Memmap, TypedArray)`);
   };
 
   write(value, 'value', 0);

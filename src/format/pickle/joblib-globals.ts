@@ -6,6 +6,7 @@
  */
 import { describe, ErrorCodes, MemjobError } from '../../errors.js';
 import { latin1Bytes } from './decode.js';
+import { datetimeGlobals } from './datetime-globals.js';
 import { PickleGlobalRef, type PickleGlobal, type PickleResolver } from './globals.js';
 import { asBytes, asDtype, format, numpyDtype, numpyScalar, refuseUnsupported, type NdarrayDescription, type NumpyDtype } from './numpy-dtype.js';
 import type { PickleReader } from './reader.js';
@@ -256,6 +257,7 @@ const ALLOWED = new Map<string, PickleGlobal>([
     build: (obj, state, reader) => reconstructed.get(obj as object)!.build!(obj, state, reader),
   }],
   ['builtins.object', {}],
+  ...Object.entries(datetimeGlobals),
   ['collections.OrderedDict', { call: (args) => new Map(args.length === 0 ? [] : (iterableItems(args[0], 'OrderedDict').map(pair) as [unknown, unknown][])) }],
   ...Object.entries(numpyCore).flatMap(([name, h]): [string, PickleGlobal][] => [[`numpy.core.${name}`, h], [`numpy._core.${name}`, h]]),
   // Python 2's __builtin__ arrives here renamed builtins by the unpickler, as CPython's fix_imports does.
