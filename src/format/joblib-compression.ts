@@ -58,6 +58,9 @@ function broken(method: string, error: unknown): MemjobError {
   return new MemjobError(ErrorCodes.FORMAT, `expected a whole ${method} stream, received a broken one: ${detail}`, { cause: error });
 }
 
+/** Output chunk of the async zlib inflate. */
+const ASYNC_CHUNK = 1024 * 1024;
+
 function zlibError(method: string, error: unknown, limit: number): MemjobError {
   const over = (error as { code?: unknown }).code === 'ERR_BUFFER_TOO_LARGE' || error instanceof RangeError;
   return over ? new MemjobError(ErrorCodes.FORMAT, tooLarge(method, limit).message, { cause: error }) : broken(method, error);
@@ -88,7 +91,9 @@ export function decompressJoblib(method: JoblibCompression, bytes: Uint8Array, l
 export async function decompressJoblibAsync(method: JoblibCompression, bytes: Uint8Array, limit: number): Promise<Uint8Array> {
   if (method === 'zlib' || method === 'gzip') {
     try {
-      return await (method === 'zlib' ? inflateAsync : gunzipAsync)(bytes, { maxOutputLength: limit });
+      // 1 MiB output chunks: with zlib's default 16 KiB, the thread pool's hand-offs made a 256 MiB
+      // file take 1.7x as long as inflateSync (measured 937 ms against 556 ms here).
+      return await (method === 'zlib' ? inflateAsync : gunzipAsync)(bytes, { maxOutputLength: limit, chunkSize: ASYNC_CHUNK });
     } catch (error) {
       throw zlibError(method, error, limit);
     }

@@ -65,7 +65,7 @@ export interface ArraySource {
  * from `source` at its offset (synchronously, or queued in source.pending).
  * Bytes in the other byte order are swapped once they are in.
  */
-export function toNDArray(description: NdarrayDescription, path: string, where: string, source?: ArraySource): NDArray {
+export function toNDArray(description: NdarrayDescription, path: string, where: string, source?: ArraySource, shareBytes = false): NDArray {
   const { dtype, swap } = dtypeOfDescr(description.dtype, { where, path });
   const info = dtypeInfo(dtype);
   const count = description.shape.reduce((a, b) => a * b, 1);
@@ -83,6 +83,13 @@ export function toNDArray(description: NdarrayDescription, path: string, where: 
       `${where}: the array of shape [${description.shape}] in '${path}' is ${nbytes} bytes, more than one ArrayBuffer holds (${maxViewBytes}); load it with { mmapMode: 'r' }`,
       { path },
     );
+  }
+  // `shareBytes`: the bytes sit in a buffer this load made and owns (a decompressed pickle): a large
+  // array aligned for its type is viewed there instead of copied (it keeps that buffer alive).
+  const slotBytes = info.arrayType.BYTES_PER_ELEMENT;
+  if (shareBytes && description.bytes !== null && !swap && nbytes >= LARGE_ARRAY_BYTES && description.bytes.byteOffset % slotBytes === 0) {
+    const shared = new info.arrayType(description.bytes.buffer, description.bytes.byteOffset, count * info.lanes) as TypedArray;
+    return new NDArray(shared as never, { dtype, shape: description.shape, order: description.order });
   }
   // A large array read from the file goes into huge-page-backed memory, as numpy's np.empty: half the page faults.
   const buffer = description.bytes === null && nbytes >= LARGE_ARRAY_BYTES ? allocateLarge(nbytes) : new ArrayBuffer(nbytes);

@@ -59,7 +59,8 @@ export function loadJoblibSync(filename: string | URL, options: LoadJoblibOption
   }
   if (mmapMode !== null) warnCompressedMmap(path);
   const bytes = pickleBytes(readWhole(path, where), limit, path, where);
-  const make = (d: NdarrayDescription) => toNDArray(d, path, where);
+  // The decompressed pickle is this load's own buffer: large arrays are viewed in it, not copied out.
+  const make = (d: NdarrayDescription) => toNDArray(d, path, where, undefined, true);
   return toValues(parse(new BufferReader(bytes), path, where), make, (d) => readSideFile(d, path, { mmapMode: null, limit, toArray: make }, where));
 }
 
@@ -89,7 +90,8 @@ export async function loadJoblib(filename: string | URL, options: LoadJoblibOpti
   if (compressed !== undefined) bytes = await decompressAsync(compressed, bytes, limit, path, where);
   else if (isZfile(bytes)) bytes = unZfile(bytes, limit, path, where);
   // Side files of joblib 0.9 (small: joblib 0.9 is long gone) are read synchronously.
-  const make = (d: NdarrayDescription) => toNDArray(d, path, where);
+  // The decompressed pickle is this load's own buffer: large arrays are viewed in it, not copied out.
+  const make = (d: NdarrayDescription) => toNDArray(d, path, where, undefined, true);
   return toValues(parse(new BufferReader(bytes), path, where), make, (d) => readSideFile(d, path, { mmapMode: null, limit, toArray: make }, where));
 }
 
