@@ -7,13 +7,13 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { benchSources } from './paths.js';
 
-const joblibScript = join(benchSources, 'joblib_dump.py');
+const defaultScript = join(benchSources, 'joblib_dump.py');
 
 // The running python, so a signal can stop it before the folder goes.
 let child: ChildProcess | undefined;
 
-/** Runs bench/joblib_dump.py; resolves to its stdout, rejects with its stderr. */
-export function runPython(python: string, args: string[]): Promise<string> {
+/** Runs a python script of bench/ (by default joblib_dump.py); resolves to its stdout, rejects with its stderr. */
+export function runPython(python: string, args: string[], joblibScript = defaultScript): Promise<string> {
   return new Promise((resolve, reject) => {
     const proc = spawn(python, [joblibScript, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     child = proc;
@@ -34,9 +34,9 @@ export function runPython(python: string, args: string[]): Promise<string> {
 }
 
 /** joblib, numpy and python versions, or (ok: false) why they cannot be imported. */
-export async function joblibVersions(python: string): Promise<{ text: string; ok: boolean }> {
+export async function joblibVersions(python: string, script = defaultScript): Promise<{ text: string; ok: boolean }> {
   try {
-    const v = JSON.parse(await runPython(python, ['--versions'])) as { python: string; joblib: string; numpy: string };
+    const v = JSON.parse(await runPython(python, ['--versions'], script)) as { python: string; joblib: string; numpy: string };
     return { ok: true, text: `joblib ${v.joblib}, numpy ${v.numpy}, Python ${v.python} (${python})` };
   } catch (error) {
     const reason = (error as Error).message.trim().split('\n').at(-1);
