@@ -5,7 +5,8 @@
  * file is removed on every error this process sees.
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, fchmodSync, fsyncSync, openSync, renameSync, unlinkSync } from 'node:fs';
+import { closeSync, fchmodSync, fsyncSync, openSync, renameSync, unlinkSync, write, writeSync } from 'node:fs';
+import { promisify } from 'node:util';
 import { basename, dirname, join } from 'node:path';
 import { systemError } from '../errors.js';
 
@@ -90,4 +91,25 @@ function syncFolder(folder: string): void {
   } catch {
     // Some filesystems refuse fsync on a directory; the data itself is synced.
   }
+}
+
+/** The most bytes one write system call is asked for. */
+const MAX_IO_BYTES = 1024 ** 3;
+const writeAsync = promisify(write);
+
+/** Writes all of `bytes` at `position` (in calls of at most 1 GiB); returns the position after them. */
+export function writeAllSync(fd: number, bytes: Uint8Array, position: number): number {
+  for (let done = 0; done < bytes.length; ) {
+    done += writeSync(fd, bytes, done, Math.min(bytes.length - done, MAX_IO_BYTES), position + done);
+  }
+  return position + bytes.length;
+}
+
+/** writeAllSync without blocking. */
+export async function writeAll(fd: number, bytes: Uint8Array, position: number): Promise<number> {
+  for (let done = 0; done < bytes.length; ) {
+    const { bytesWritten } = await writeAsync(fd, bytes, done, Math.min(bytes.length - done, MAX_IO_BYTES), position + done);
+    done += bytesWritten;
+  }
+  return position + bytes.length;
 }

@@ -7,7 +7,7 @@
  * package lzma-native is installed, as joblib needs python-lz4 for lz4). The write is
  * atomic, as dump()'s: a temp file beside the target, fsynced, renamed over it.
  */
-import { createWriteStream, writeSync } from 'node:fs';
+import { createWriteStream } from 'node:fs';
 import { extname } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -15,7 +15,7 @@ import * as zlib from 'node:zlib';
 import { ErrorCodes, MemjobError, invalidArg, systemError } from '../errors.js';
 import { maxViewBytes } from '../native.js';
 import { parseFilename } from '../system/filename.js';
-import { createTempBeside } from './atomic-file.js';
+import { createTempBeside, writeAllSync } from './atomic-file.js';
 import { compressJoblib } from './joblib-compression.js';
 import { partBytes, pickleForJoblib, type PicklePart } from './joblib-pickle.js';
 
@@ -43,8 +43,6 @@ const byExtension: Record<string, JoblibCompressMethod> = { '.z': 'zlib', '.gz':
 const ZLIB_DEFAULT_LEVEL = 3;
 /** Python's lzma default preset, which joblib uses for xz and lzma when no level is given. */
 const LZMA_DEFAULT_PRESET = 6;
-/** Writes larger than this are split. */
-const MAX_IO_BYTES = 1024 ** 3;
 
 /**
  * What `compress` asks for, or null for none, following joblib.dump exactly:
@@ -167,11 +165,4 @@ function compressWhole(data: Buffer, { method, level }: JoblibCompression): Uint
 function compressStream({ method, level }: JoblibCompression): zlib.Gzip | zlib.Deflate {
   const options = { level: level ?? ZLIB_DEFAULT_LEVEL };
   return method === 'gzip' ? zlib.createGzip(options) : zlib.createDeflate(options);
-}
-
-function writeAllSync(fd: number, bytes: Uint8Array, position: number): number {
-  for (let done = 0; done < bytes.length; ) {
-    done += writeSync(fd, bytes, done, Math.min(bytes.length - done, MAX_IO_BYTES), position + done);
-  }
-  return position + bytes.length;
 }

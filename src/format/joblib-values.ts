@@ -57,7 +57,8 @@ export function toValues(root: unknown, make: (description: NdarrayDescription) 
 /** A file read from, for arrays left in it; `pending` collects the reads an async load does later. */
 export interface ArraySource {
   fd: number;
-  pending?: { bytes: Uint8Array; offset: number }[];
+  /** Reads an async load does later; `swapSlot`: the slot size to byte-swap once read. */
+  pending?: { bytes: Uint8Array; offset: number; swapSlot?: number }[];
 }
 
 /**
@@ -95,20 +96,17 @@ export function toNDArray(description: NdarrayDescription, path: string, where: 
   const buffer = description.bytes === null && nbytes >= LARGE_ARRAY_BYTES ? allocateLarge(nbytes) : new ArrayBuffer(nbytes);
   const data = new info.arrayType(buffer, 0, count * info.lanes) as TypedArray;
   const bytes = new Uint8Array(buffer, 0, nbytes);
+  const array = new NDArray(data as never, { dtype, shape: description.shape, order: description.order });
   if (description.bytes !== null) bytes.set(description.bytes);
   else if (source === undefined || description.offset === null) throw new Error('memjob: an array left in the file needs the file to read it from');
-  else if (source.pending !== undefined) source.pending.push({ bytes, offset: description.offset });
-  else readFullySync(source.fd, bytes, description.offset, path, where);
-  const array = new NDArray(data as never, { dtype, shape: description.shape, order: description.order });
-  if (swap) {
-    if (source?.pending !== undefined && description.bytes === null) swaps.set(bytes, info.arrayType.BYTES_PER_ELEMENT);
-    else swapSlots(bytes, info.arrayType.BYTES_PER_ELEMENT);
-  }
+  else if (source.pending !== undefined) {
+    // Read (and swapped) later by readPending.
+    source.pending.push({ bytes, offset: description.offset, swapSlot: swap ? slotBytes : undefined });
+    return array;
+  } else readFullySync(source.fd, bytes, description.offset, path, where);
+  if (swap) swapSlots(bytes, slotBytes);
   return array;
 }
-
-/** Arrays queued for an async read whose bytes must be swapped once read. */
-const swaps = new WeakMap<Uint8Array, number>();
 
 /** Per TypedArray slot: each float of a complex, each code point of a 'U' string. */
 function swapSlots(bytes: Uint8Array, slotBytes: number): void {
@@ -141,9 +139,8 @@ export async function readFully(fd: number, bytes: Uint8Array, position: number,
 /** Performs the reads toNDArray queued, in file order, then the swaps they need. */
 export async function readPending(source: ArraySource, path: string, where: string): Promise<void> {
   const reads = (source.pending ?? []).sort((a, b) => a.offset - b.offset);
-  for (const { bytes, offset } of reads) {
+  for (const { bytes, offset, swapSlot } of reads) {
     await readFully(source.fd, bytes, offset, path, where);
-    const slot = swaps.get(bytes);
-    if (slot !== undefined) swapSlots(bytes, slot);
+    if (swapSlot !== undefined) swapSlots(bytes, swapSlot);
   }
 }

@@ -25,7 +25,7 @@ import { compressionOf, decompressJoblib, decompressJoblibAsync, type JoblibComp
 import { isZfile, readSideFile, readZfile } from './joblib-compat.js';
 import { readFully, readFullySync, readPending, toNDArray, toValues, type ArraySource } from './joblib-values.js';
 import { dtypeOfDescr } from './npy-header.js';
-import { FileReader } from './pickle/file-reader.js';
+import { FIRST_READ, FileReader } from './pickle/file-reader.js';
 import { resolveJoblibGlobal, type NdarrayDescription, type NdarrayFileDescription } from './pickle/joblib-globals.js';
 import { BufferReader, type PickleReader } from './pickle/reader.js';
 import { unpickle } from './pickle/unpickler.js';
@@ -34,8 +34,6 @@ import { unpickle } from './pickle/unpickler.js';
 const MAX_FILE_BYTES = maxViewBytes;
 /** maxDecompressedBytes' default: a bomb stops at 2 GiB unless the caller trusts the file further. */
 const DEFAULT_DECOMPRESSED_BYTES = 2 ** 31 - 1;
-/** Enough first bytes to tell every compression joblib writes, and joblib 0.8's Z-files. */
-const HEAD_BYTES = 16;
 
 export { compressionOf } from './joblib-compression.js';
 
@@ -58,10 +56,7 @@ export function loadJoblibSync(filename: string | URL, options: LoadJoblibOption
     }
   }
   if (mmapMode !== null) warnCompressedMmap(path);
-  const bytes = pickleBytes(readWhole(path, where), limit, path, where);
-  // The decompressed pickle is this load's own buffer: large arrays are viewed in it, not copied out.
-  const make = (d: NdarrayDescription) => toNDArray(d, path, where, undefined, true);
-  return toValues(parse(new BufferReader(bytes), path, where), make, (d) => readSideFile(d, path, { mmapMode: null, limit, toArray: make }, where));
+  return valuesOfPickle(pickleBytes(readWhole(path, where), limit, path, where), path, where, limit);
 }
 
 /**
@@ -89,10 +84,7 @@ export async function loadJoblib(filename: string | URL, options: LoadJoblibOpti
   const compressed = compressionOf(bytes);
   if (compressed !== undefined) bytes = await decompressAsync(compressed, bytes, limit, path, where);
   else if (isZfile(bytes)) bytes = unZfile(bytes, limit, path, where);
-  // Side files of joblib 0.9 (small: joblib 0.9 is long gone) are read synchronously.
-  // The decompressed pickle is this load's own buffer: large arrays are viewed in it, not copied out.
-  const make = (d: NdarrayDescription) => toNDArray(d, path, where, undefined, true);
-  return toValues(parse(new BufferReader(bytes), path, where), make, (d) => readSideFile(d, path, { mmapMode: null, limit, toArray: make }, where));
+  return valuesOfPickle(bytes, path, where, limit);
 }
 
 function parseArgs(filename: string | URL, options: LoadJoblibOptions, where: string): { path: string; limit: number; mmapMode: 'r' | 'r+' | 'c' | null } {
@@ -112,6 +104,16 @@ function warnCompressedMmap(path: string): void {
   });
 }
 
+/**
+ * The values of a decompressed pickle. It is this load's own buffer, so large arrays are viewed in
+ * it rather than copied out. Side files of joblib 0.9 (small: joblib 0.9 is long gone) are read
+ * synchronously, by the async load too.
+ */
+function valuesOfPickle(bytes: Uint8Array, path: string, where: string, limit: number): unknown {
+  const make = (d: NdarrayDescription) => toNDArray(d, path, where, undefined, true);
+  return toValues(parse(new BufferReader(bytes), path, where), make, (d) => readSideFile(d, path, { mmapMode: null, limit, toArray: make }, where));
+}
+
 function parse(reader: PickleReader, path: string, where: string): unknown {
   try {
     return unpickle(reader, { resolve: resolveJoblibGlobal });
@@ -126,15 +128,17 @@ interface PlainFile {
   fd: number;
   size: number;
   protocol: number;
+  /** The file's first bytes (enough to tell every compression, and most pickles' opcodes), for the FileReader. */
+  head: Uint8Array;
 }
 
 function openPlain(path: string, where: string): PlainFile | undefined {
   const { fd, size } = openRegularFile(path, fsConstants.O_RDONLY, where);
   try {
     if (size === 0) throw new MemjobError(ErrorCodes.FORMAT, `${where}: expected a joblib file, received an empty file ('${path}')`, { path });
-    const head = new Uint8Array(Math.min(HEAD_BYTES, size));
+    const head = new Uint8Array(Math.min(FIRST_READ, size));
     readFullySync(fd, head, 0, path, where);
-    if (compressionOf(head) === undefined && !isZfile(head)) return { fd, size, protocol: head[0] === 0x80 ? head[1]! : 0 };
+    if (compressionOf(head) === undefined && !isZfile(head)) return { fd, size, protocol: head[0] === 0x80 ? head[1]! : 0, head };
   } catch (error) {
     closeSync(fd);
     throw error instanceof MemjobError ? error : systemError(where, error, path);
@@ -144,8 +148,8 @@ function openPlain(path: string, where: string): PlainFile | undefined {
 }
 
 /** The file's pickle parsed through a small window (pickle/file-reader.ts), arrays left in the file for `make`. */
-function parsePlain(file: PlainFile, path: string, where: string, make: (d: NdarrayDescription) => unknown, side: (d: NdarrayFileDescription) => unknown): unknown {
-  return toValues(parse(new FileReader(file.fd, file.size), path, where), make, side);
+function parsePlain(file: PlainFile, path: string, where: string, make: (d: NdarrayDescription) => unknown, side?: (d: NdarrayFileDescription) => unknown): unknown {
+  return toValues(parse(new FileReader(file.fd, file.size, file.head), path, where), make, side);
 }
 
 /**
@@ -184,7 +188,7 @@ export function readJoblibFile(
   const plain = openPlain(path, where);
   if (plain === undefined) return undefined;
   try {
-    return { value: toValues(parse(new FileReader(plain.fd, plain.size), path, where), make, side), protocol: plain.protocol, size: plain.size };
+    return { value: parsePlain(plain, path, where, make, side), protocol: plain.protocol, size: plain.size };
   } finally {
     closeSync(plain.fd);
   }

@@ -6,7 +6,7 @@
  * against the file's size before it allocates anything, and can map the data
  * (mmapMode) instead of reading it. docs/npy.md describes what is supported.
  */
-import { closeSync, constants as fsConstants, fsync, ftruncate, ftruncateSync, write, writeSync } from 'node:fs';
+import { closeSync, constants as fsConstants, fsync, ftruncate, ftruncateSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { ErrorCodes, MemjobError, invalidArg, systemError } from '../errors.js';
 import { parseFilename } from '../system/filename.js';
@@ -17,7 +17,7 @@ import { Memmap } from '../memmap/memmap.js';
 import { NDArray, stringArray } from '../memmap/ndarray.js';
 import { memmap } from '../memmap/open.js';
 import { maxViewBytes } from '../native.js';
-import { createTempBeside } from './atomic-file.js';
+import { createTempBeside, writeAll, writeAllSync } from './atomic-file.js';
 import {
   NUMPY_LOADABLE_DIMS,
   PREFIX_MAX_BYTES,
@@ -48,9 +48,6 @@ export interface LoadNpyOptions {
   maxHeaderSize?: number;
 }
 
-/** The most bytes one write system call is asked for. */
-const MAX_IO_BYTES = 1024 ** 3;
-const writeAsync = promisify(write);
 const fsyncAsync = promisify(fsync);
 const ftruncateAsync = promisify(ftruncate);
 
@@ -237,21 +234,6 @@ function isAllZero(bytes: Uint8Array): boolean {
     if (Buffer.compare(piece, ZERO_RUN.subarray(0, piece.length)) !== 0) return false;
   }
   return true;
-}
-
-function writeAllSync(fd: number, bytes: Uint8Array, position: number): number {
-  for (let done = 0; done < bytes.length; ) {
-    done += writeSync(fd, bytes, done, Math.min(bytes.length - done, MAX_IO_BYTES), position + done);
-  }
-  return position + bytes.length;
-}
-
-async function writeAll(fd: number, bytes: Uint8Array, position: number): Promise<number> {
-  for (let done = 0; done < bytes.length; ) {
-    const { bytesWritten } = await writeAsync(fd, bytes, done, Math.min(bytes.length - done, MAX_IO_BYTES), position + done);
-    done += bytesWritten;
-  }
-  return position + bytes.length;
 }
 
 // ---- loading ----

@@ -5,7 +5,7 @@
  * writes (and deflates); npz.ts's drivers answer them, synchronously or in
  * the thread pool.
  */
-import { fsync, ftruncate, ftruncateSync, write, writeSync } from 'node:fs';
+import { fsync, ftruncate, ftruncateSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { constants as zlibConstants, crc32, deflateRaw, deflateRawSync } from 'node:zlib';
 import { MemjobError, invalidArg, systemError } from '../errors.js';
@@ -13,7 +13,7 @@ import { parseFilename } from '../system/filename.js';
 import type { TypedArray } from '../memmap/dtype.js';
 import type { Memmap } from '../memmap/memmap.js';
 import type { NDArray } from '../memmap/ndarray.js';
-import { createTempBeside } from './atomic-file.js';
+import { createTempBeside, writeAll, writeAllSync } from './atomic-file.js';
 import { sourceOf, type SaveSource } from './npy.js';
 import { runAsync, runSync } from './npz.js';
 import { centralDirectory, localHeader, localHeaderLength, type ZipEntryRecord } from './zip-write.js';
@@ -34,7 +34,6 @@ const FINAL_BLOCK = Buffer.from([0x03, 0x00]);
 type SaveRequest = { write: [bytes: Uint8Array, position: number] } | { deflate: Uint8Array };
 
 const deflateAsync = promisify(deflateRaw);
-const writeAsync = promisify(write);
 const fsyncAsync = promisify(fsync);
 const ftruncateAsync = promisify(ftruncate);
 
@@ -125,15 +124,4 @@ function* saveMembers(sources: readonly [string, SaveSource][], compress: boolea
   const directory = centralDirectory(records, position);
   yield { write: [directory, position] };
   return position + directory.length;
-}
-
-/** The most bytes one write system call is asked for. */
-const MAX_IO_BYTES = 1024 ** 3;
-
-function writeAllSync(fd: number, bytes: Uint8Array, position: number): void {
-  for (let done = 0; done < bytes.length; ) done += writeSync(fd, bytes, done, Math.min(bytes.length - done, MAX_IO_BYTES), position + done);
-}
-
-async function writeAll(fd: number, bytes: Uint8Array, position: number): Promise<void> {
-  for (let done = 0; done < bytes.length; ) done += (await writeAsync(fd, bytes, done, Math.min(bytes.length - done, MAX_IO_BYTES), position + done)).bytesWritten;
 }

@@ -6,7 +6,7 @@
  * whatever their size, and shared by every process on the machine.
  */
 import { rmSync, readFileSync, writeFileSync, renameSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { describe, invalidArg } from '../errors.js';
 import { parseFilename } from '../system/filename.js';
 import { hashValue } from './hash.js';
@@ -53,7 +53,7 @@ export class Memory {
     let checked: Promise<void> | undefined;
 
     const entryOf = async (args: unknown[]): Promise<string> => {
-      checked ??= checkSource(folder!, identity);
+      checked ??= checkSource(location!, identity);
       await checked;
       return join(folder!, await hashValue(keyArguments(args, ignored), hashOptions, `${identity.name}()`, 'arguments', identity.id));
     };
@@ -66,7 +66,7 @@ export class Memory {
       if (verbose > 0) log(`[Memory] ${formatTime(duration)}: ${identity.name} done`);
       const metadata: EntryMetadata = { function: identity.name, args: summarize(args), duration, createdAt: Date.now() };
       try {
-        writeEntry(folder!, basenameOf(entry), value, metadata, compress);
+        writeEntry(folder!, basename(entry), value, metadata, compress);
         return { value, stored: true };
       } catch (error) {
         // The call must not fail because the cache could not be written (disk full, a value dump() refuses).
@@ -161,7 +161,8 @@ export class Memory {
 }
 
 /** Reads function.json; a different source hash clears the old entries, with joblib's warning. */
-async function checkSource(folder: string, identity: FunctionIdentity): Promise<void> {
+async function checkSource(location: string, identity: FunctionIdentity): Promise<void> {
+  const folder = join(location, identity.folder);
   const sourceHash = sha256(await identity.source());
   ensureFolder(folder);
   const file = join(folder, FUNCTION_FILE);
@@ -176,15 +177,11 @@ async function checkSource(folder: string, identity: FunctionIdentity): Promise<
     process.emitWarning(`memjob Memory: function ${identity.name} (${identity.id}) has changed, clearing its cache`, {
       code: 'MEMJOB_CACHE_FUNCTION_CHANGED',
     });
-    for (const entry of listEntries(join(folder, '..'), basenameOf(folder))) removeEntry(entry.path);
+    for (const entry of listEntries(location, identity.folder)) removeEntry(entry.path);
   }
   const temp = `${file}.${process.pid}.tmp`;
   writeFileSync(temp, JSON.stringify({ id: identity.id, name: identity.name, sourceHash }), { mode: 0o600 });
   renameSync(temp, file);
-}
-
-function basenameOf(path: string): string {
-  return path.slice(path.lastIndexOf('/') + 1);
 }
 
 function summarize(args: readonly unknown[]): string {

@@ -11,7 +11,8 @@ import { MAX_STRING_LENGTH, truncated, type PickleReader } from './reader.js';
 
 /** Bytes fetched per read call: opcodes are small, and a few pages cover most pickles' metadata. */
 const WINDOW = 64 * 1024;
-const FIRST_READ = 4096;
+/** Bytes of a file's start worth reading at once: a joblib file's opcodes before its first array usually fit. */
+export const FIRST_READ = 4096;
 let sharedWindow: Uint8Array | undefined;
 
 export class FileReader implements PickleReader {
@@ -24,11 +25,21 @@ export class FileReader implements PickleReader {
   #windowStart = 0;
   #windowLength = 0;
 
-  /** `fd` stays the caller's to close; `size` is the file's, checked against fstat by the caller. */
+  /**
+   * `fd` stays the caller's to close; `size` is the file's, checked against fstat by the caller.
+   * `head`: the file's first bytes when the caller has read them already (to tell the format), so
+   * they are not read again.
+   */
   constructor(
     private readonly fd: number,
     private readonly size: number,
-  ) {}
+    head?: Uint8Array,
+  ) {
+    if (head !== undefined && head.length <= this.#window.length) {
+      this.#window.set(head);
+      this.#windowLength = head.length;
+    }
+  }
 
   get position(): number {
     return this.#pos;
