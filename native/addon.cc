@@ -235,6 +235,22 @@ Napi::Value FlockFn(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(env, acquired);
 }
 
+// hole(handle, path, fileOffset, byteLength) -> true when the file at `path`
+// is still the one mapped and holds no data in the range (RangeIsHole), so a
+// writer may leave a hole there instead of reading the range's zeros. Errors
+// (the file gone, say) answer false: the caller then reads the range.
+Napi::Value HoleFn(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Region* region = LiveRegionArg(info);
+  if (!info[1].IsString()) throw Napi::TypeError::New(env, "path must be a string");
+  const std::string path = info[1].As<Napi::String>().Utf8Value();
+  const uint64_t offset = ByteCount(info, 2, "fileOffset");
+  const uint64_t length = ByteCount(info, 3, "byteLength");
+  bool hole = false;
+  if (RangeIsHole(region, path.c_str(), offset, length, &hole) != 0) hole = false;
+  return Napi::Boolean::New(env, hole);
+}
+
 }  // namespace
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -247,6 +263,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("sync", Napi::Function::New(env, SyncFn, "sync"));
   exports.Set("advise", Napi::Function::New(env, AdviseFn, "advise"));
   exports.Set("incore", Napi::Function::New(env, IncoreFn, "incore"));
+  exports.Set("hole", Napi::Function::New(env, HoleFn, "hole"));
   exports.Set("flock", Napi::Function::New(env, FlockFn, "flock"));
   InitHash(env, exports);
   InitAlloc(env, exports);

@@ -1,7 +1,9 @@
 #include "mapping.h"
 
 #include <cerrno>
+#include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -26,7 +28,37 @@ int MapFile(int fd, uint64_t offset, uint64_t length, bool shared, Region* out) 
   out->addr = static_cast<uint8_t*>(addr);
   out->length = static_cast<size_t>(length);
   out->unmapped = false;
+  struct stat st;
+  if (fstat(fd, &st) == 0) {
+    out->dev = static_cast<uint64_t>(st.st_dev);
+    out->ino = static_cast<uint64_t>(st.st_ino);
+    out->identified = true;
+  }
   return 0;
+}
+
+int RangeIsHole(const Region* region, const char* path, uint64_t offset, uint64_t length, bool* hole) {
+  *hole = false;
+  if (!region->identified || offset > static_cast<uint64_t>(INT64_MAX)) return 0;
+  // O_NONBLOCK: a FIFO put at the path must not block open(); fstat then tells it apart.
+  const int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) return errno;
+  struct stat st;
+  int err = 0;
+  if (fstat(fd, &st) != 0) {
+    err = errno;
+  } else if (static_cast<uint64_t>(st.st_dev) == region->dev && static_cast<uint64_t>(st.st_ino) == region->ino) {
+    const off_t data = lseek(fd, static_cast<off_t>(offset), SEEK_DATA);
+    if (data >= 0) {
+      *hole = static_cast<uint64_t>(data) >= offset + length;
+    } else if (errno == ENXIO) {
+      *hole = true;  // no data from offset to the end of the file
+    } else if (errno != EINVAL) {
+      err = errno;  // EINVAL: no SEEK_DATA here; the range counts as data
+    }
+  }
+  close(fd);
+  return err;
 }
 
 int TryFlock(int fd, int operation, bool* acquired) {

@@ -34,10 +34,20 @@ struct Region {
   napi_ref handle_ref = nullptr;
   MappedList* list = nullptr;
   size_t slot = 0;
+  // The mapped file's identity (fstat at map time), so that a later look at
+  // the file by its path can tell whether the path still names this file.
+  uint64_t dev = 0;
+  uint64_t ino = 0;
+  bool identified = false;
 };
 
 // Returns 0 or an errno value.
 int MapFile(int fd, uint64_t offset, uint64_t length, bool shared, Region* out);
+// True in *hole when the file at `path` is still the region's file and holds
+// no data in [offset, offset + length) (SEEK_DATA: a hole, or past its end),
+// so reading that range would only give zeros. False when it may hold data,
+// or when the path names another file now. Returns 0 or an errno value.
+int RangeIsHole(const Region* region, const char* path, uint64_t offset, uint64_t length, bool* hole);
 int UnmapRegion(Region* region);
 // Each of these rounds [offset, offset + length) out to whole pages inside
 // the region; callers pass ranges already checked against region->length.

@@ -27,6 +27,7 @@ interface Addon {
   sync(handle: RegionHandle, byteOffset: number, byteLength: number, async: boolean): void;
   advise(handle: RegionHandle, byteOffset: number, byteLength: number, advice: Advice): void;
   incore(handle: RegionHandle, byteOffset: number, byteLength: number): [number, number];
+  hole(handle: RegionHandle, path: string, fileOffset: number, byteLength: number): boolean;
   flock(fd: number, operation: LockOperation): boolean;
   allocateLarge(length: number): ArrayBuffer;
   xxh128Create(): HashState;
@@ -112,6 +113,15 @@ export function adviseRegion(handle: RegionHandle, byteOffset: number, byteLengt
 
 export function residentPages(handle: RegionHandle, byteOffset: number, byteLength: number, path: string): [number, number] {
   return call('incore', path, () => addon.incore(handle, byteOffset, byteLength));
+}
+
+/**
+ * True when the file at `path` is still the one the region maps and holds no
+ * data in [fileOffset, fileOffset + byteLength): reading it would give only
+ * zeros. False when it may hold data, or cannot tell.
+ */
+export function isFileHole(handle: RegionHandle, path: string, fileOffset: number, byteLength: number): boolean {
+  return call('hole', path, () => addon.hole(handle, path, fileOffset, byteLength));
 }
 
 /**

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
   Memmap,
@@ -450,6 +450,36 @@ describe('saving a Memmap', () => {
     expect(statSync(path).blocks * 512).toBeLessThan(2 ** 20);
     expect(loadNpySync(path).shape).toEqual([2 ** 20]);
     expect(readFileSync(path).subarray(128).equals(Buffer.alloc(2 ** 23))).toBe(true);
+  });
+
+  it("a sparse memmap's holes are skipped unread, but never data: a 'c' page written in memory, or another file now at its path", () => {
+    const n = 3 * 2 ** 23; // three 64 MiB chunks of float64
+    const check = (path: string, marks: number[]) => {
+      const loaded = mapped(loadNpySync(path, { mmapMode: 'r' }));
+      for (const i of marks) expect(loaded.get(i), `element ${i}`).toBe(i + 0.5);
+      for (const i of [1, 2 ** 23 + 1, n - 2]) expect(loaded.get(i)).toBe(0);
+      loaded.close();
+    };
+    // 'c' (copy-on-write): its written page is in memory only, over a hole of the file.
+    const source = scratch.file('cow.bin');
+    memmap(source, { mode: 'w+', dtype: 'float64', shape: [n] }).close();
+    const cow = memmap(source, { mode: 'c', dtype: 'float64', shape: [n] });
+    cow.set(2 ** 23, 2 ** 23 + 0.5);
+    const cowOut = scratch.file('cow.npy');
+    saveNpySync(cowOut, cow);
+    cow.close();
+    check(cowOut, [2 ** 23]);
+    // 'w+': after mapping, an empty sparse file is renamed over its path; the mapping still holds the first file's data.
+    const first = scratch.file('replaced.bin');
+    const shared = memmap(first, { mode: 'w+', dtype: 'float64', shape: [n] });
+    for (const i of [0, n - 1]) shared.set(i, i + 0.5);
+    const other = scratch.file('other.bin');
+    memmap(other, { mode: 'w+', dtype: 'float64', shape: [n] }).close();
+    renameSync(other, first);
+    const sharedOut = scratch.file('replaced.npy');
+    saveNpySync(sharedOut, shared);
+    shared.close();
+    check(sharedOut, [0, n - 1]);
   });
 });
 

@@ -16,6 +16,7 @@ import { contiguity, type Order } from '../memmap/layout.js';
 import { Memmap } from '../memmap/memmap.js';
 import { NDArray, stringArray } from '../memmap/ndarray.js';
 import { memmap } from '../memmap/open.js';
+import { isUnwrittenFileRange } from '../memmap/file-mapping.js';
 import { maxViewBytes } from '../native.js';
 import { createTempBeside, writeAll, writeAllSync } from './atomic-file.js';
 import {
@@ -63,7 +64,7 @@ export function saveNpySync(filename: string | URL, array: TypedArray | NDArray 
   try {
     let position = writeAllSync(temp.fd, source.header, 0);
     for (const block of source.blocks) {
-      position = isAllZero(block) ? position + block.length : writeAllSync(temp.fd, block, position);
+      position = isZeroBlock(block) ? position + block.length : writeAllSync(temp.fd, block, position);
     }
     // Zero blocks skipped at the end are holes too: only the file's size makes them part of it.
     ftruncateSync(temp.fd, position);
@@ -83,7 +84,7 @@ export async function saveNpy(filename: string | URL, array: TypedArray | NDArra
   try {
     let position = await writeAll(temp.fd, source.header, 0);
     for (const block of source.blocks) {
-      position = isAllZero(block) ? position + block.length : await writeAll(temp.fd, block, position);
+      position = isZeroBlock(block) ? position + block.length : await writeAll(temp.fd, block, position);
     }
     await ftruncateAsync(temp.fd, position);
     // commit() fsyncs again, on the event loop; by then nothing is left to flush.
@@ -221,10 +222,16 @@ function* memmapBlocks(array: Memmap, layout: Order | null): Generator<Uint8Arra
 
 /**
  * A block of zeros is not written but left as a hole (as cp --sparse=auto):
- * the temp file is new, so a hole reads back as zeros, and a sparse Memmap
- * saves in the time it takes to read it, not to write all its zeros.
+ * the temp file is new, so a hole reads back as zeros. A sparse 'w+' or 'r+'
+ * Memmap's holes are found from its file (SEEK_DATA) without reading their
+ * pages: 4 GiB of holes saved in 0.2 s instead of 6 s here.
  */
 const ZERO_RUN = new Uint8Array(1024 ** 2);
+
+/** A block of zeros; one over a hole of a sparse memmap's file is known without reading (faulting in) its pages. */
+function isZeroBlock(bytes: Uint8Array): boolean {
+  return isUnwrittenFileRange(bytes) || isAllZero(bytes);
+}
 
 function isAllZero(bytes: Uint8Array): boolean {
   // Buffer.compare is memcmp: measured ~6x faster on 4 and 64 MiB blocks than a

@@ -7,6 +7,7 @@
 import { ErrorCodes, MemjobError } from '../errors.js';
 import {
   adviseRegion,
+  isFileHole,
   mapRegion,
   pageSize,
   residentPages,
@@ -27,6 +28,22 @@ export interface MappedBufferOrigin {
 // Every ArrayBuffer that views a file mapping, for hasShareableMemory() and
 // for passing mapped arrays to workers by reference.
 const mappedBuffers = new WeakMap<ArrayBuffer, MappedBufferOrigin>();
+
+// The mapping each view was made from, for isUnwrittenFileRange().
+const viewMappings = new WeakMap<ArrayBuffer, FileMapping>();
+
+/**
+ * True when `bytes` view a shared file mapping over a hole of its file (a
+ * sparse file's unwritten range): they read as zeros, and a writer may leave
+ * a hole instead of reading them (saveNpy of a sparse 'w+' memmap). Private
+ * mappings ('r', 'c') answer false: their pages may hold writes the file has not.
+ */
+export function isUnwrittenFileRange(bytes: ArrayBufferView): boolean {
+  const origin = mappedBufferOrigin(bytes.buffer);
+  const mapping = origin === undefined ? undefined : viewMappings.get(bytes.buffer as ArrayBuffer);
+  if (origin === undefined || mapping === undefined || !mapping.shared || bytes.byteLength === 0) return false;
+  return mapping.isHole(origin.fileOffset + bytes.byteOffset, bytes.byteLength);
+}
 
 /** True when `buffer` views a live file mapping (a closed mapping's views are detached, so empty). */
 export function isMappedBuffer(buffer: ArrayBufferLike): boolean {
@@ -71,7 +88,14 @@ export class FileMapping {
   view(fileOffset: number, byteLength: number): ArrayBuffer {
     const buffer = viewRegion(this.#live(), fileOffset - this.start, byteLength, this.path);
     mappedBuffers.set(buffer, { path: this.path, fileOffset, shared: this.shared });
+    viewMappings.set(buffer, this);
     return buffer;
+  }
+
+  /** True when the file holds no data in [fileOffset, fileOffset + byteLength) (see isUnwrittenFileRange). */
+  isHole(fileOffset: number, byteLength: number): boolean {
+    if (this.#handle === null || fileOffset < this.start || fileOffset + byteLength > this.end) return false;
+    return isFileHole(this.#handle, this.path, fileOffset, byteLength);
   }
 
   sync(fileOffset: number, byteLength: number): void {
