@@ -23,14 +23,13 @@ export interface MappedBufferOrigin {
   path: string;
   fileOffset: number;
   shared: boolean;
+  /** The mapping the buffer was made from (for isUnwrittenFileRange). */
+  mapping: FileMapping;
 }
 
 // Every ArrayBuffer that views a file mapping, for hasShareableMemory() and
 // for passing mapped arrays to workers by reference.
 const mappedBuffers = new WeakMap<ArrayBuffer, MappedBufferOrigin>();
-
-// The mapping each view was made from, for isUnwrittenFileRange().
-const viewMappings = new WeakMap<ArrayBuffer, FileMapping>();
 
 /**
  * True when `bytes` view a shared file mapping over a hole of its file (a
@@ -40,9 +39,8 @@ const viewMappings = new WeakMap<ArrayBuffer, FileMapping>();
  */
 export function isUnwrittenFileRange(bytes: ArrayBufferView): boolean {
   const origin = mappedBufferOrigin(bytes.buffer);
-  const mapping = origin === undefined ? undefined : viewMappings.get(bytes.buffer as ArrayBuffer);
-  if (origin === undefined || mapping === undefined || !mapping.shared || bytes.byteLength === 0) return false;
-  return mapping.isHole(origin.fileOffset + bytes.byteOffset, bytes.byteLength);
+  if (origin === undefined || !origin.shared || bytes.byteLength === 0) return false;
+  return origin.mapping.isHole(origin.fileOffset + bytes.byteOffset, bytes.byteLength);
 }
 
 /** True when `buffer` views a live file mapping (a closed mapping's views are detached, so empty). */
@@ -87,8 +85,7 @@ export class FileMapping {
   /** An ArrayBuffer over file bytes [fileOffset, fileOffset + byteLength), no copy. */
   view(fileOffset: number, byteLength: number): ArrayBuffer {
     const buffer = viewRegion(this.#live(), fileOffset - this.start, byteLength, this.path);
-    mappedBuffers.set(buffer, { path: this.path, fileOffset, shared: this.shared });
-    viewMappings.set(buffer, this);
+    mappedBuffers.set(buffer, { path: this.path, fileOffset, shared: this.shared, mapping: this });
     return buffer;
   }
 
