@@ -9,7 +9,7 @@ import { ErrorCodes, MemjobError } from '../src/errors.js';
 import { compressionOf, decompressJoblib } from '../src/format/joblib-compression.js';
 import { isZfile, readZfile } from '../src/format/joblib-compat.js';
 import { resolveJoblibGlobal } from '../src/format/pickle/joblib-globals.js';
-import { BufferReader } from '../src/format/pickle/reader.js';
+import { bufferReader } from '../src/format/pickle/file-reader.js';
 import { unpickle, type UnpickleOptions } from '../src/format/pickle/unpickler.js';
 
 const dir = new URL('./fixtures/pickle/', import.meta.url);
@@ -50,7 +50,7 @@ function untag(t: Tagged, offsets: Record<string, number> = {}, key?: unknown): 
 }
 
 function load(bytes: Uint8Array, options: Partial<UnpickleOptions> = {}): { value: unknown; end: number } {
-  const reader = new BufferReader(bytes);
+  const reader = bufferReader(bytes);
   const value = unpickle(reader, { resolve: resolveJoblibGlobal, ...options });
   return { value, end: reader.position };
 }

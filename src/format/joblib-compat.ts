@@ -15,7 +15,7 @@ import { openRegularFile } from '../system/regular-file.js';
 import { loadNpySync } from './npy.js';
 import { decodeHeader, parsePrefix, PREFIX_MAX_BYTES } from './npy-header.js';
 import { resolveNestedGlobal, type NdarrayDescription, type NdarrayFileDescription } from './pickle/joblib-globals.js';
-import { BufferReader } from './pickle/reader.js';
+import { bufferReader } from './pickle/file-reader.js';
 import { unpickle } from './pickle/unpickler.js';
 
 /** len(hex(2 ** 64)): the width of a Z-file's length field. */
@@ -108,7 +108,7 @@ export function readSideFile(d: NdarrayFileDescription, picklePath: string, opti
     // An object array: np.save wrote the array's own pickle after the header.
     const bytes = readSmallFile(path, options.limit, where);
     const prefix = parsePrefix(bytes.subarray(0, PREFIX_MAX_BYTES), bytes.length, { where, path });
-    return unpickle(new BufferReader(bytes.subarray(prefix.headerStart + prefix.headerBytes)), { resolve: resolveNestedGlobal });
+    return unpickle(bufferReader(bytes.subarray(prefix.headerStart + prefix.headerBytes)), { resolve: resolveNestedGlobal });
   } catch (error) {
     if (error instanceof MemjobError && !error.message.includes(basename(path))) {
       throw new MemjobError(error.code, `${where}: side file '${path}': ${error.message}`, { path, cause: error.cause });

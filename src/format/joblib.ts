@@ -17,7 +17,7 @@
  */
 import { closeSync, constants as fsConstants } from 'node:fs';
 import { ErrorCodes, MemjobError, invalidArg, systemError } from '../errors.js';
-import { memmap } from '../memmap/open.js';
+import { mapOpenFile } from '../memmap/open.js';
 import { maxViewBytes } from '../native.js';
 import { parseFilename } from '../system/filename.js';
 import { openRegularFile } from '../system/regular-file.js';
@@ -25,9 +25,9 @@ import { compressionOf, decompressJoblib, decompressJoblibAsync, type JoblibComp
 import { isZfile, readSideFile, readZfile } from './joblib-compat.js';
 import { readFully, readFullySync, readPending, toNDArray, toValues, type ArraySource } from './joblib-values.js';
 import { dtypeOfDescr } from './npy-header.js';
-import { FIRST_READ, FileReader } from './pickle/file-reader.js';
+import { FIRST_READ, FileReader, bufferReader } from './pickle/file-reader.js';
 import { resolveJoblibGlobal, type NdarrayDescription, type NdarrayFileDescription } from './pickle/joblib-globals.js';
-import { BufferReader, type PickleReader } from './pickle/reader.js';
+import type { PickleReader } from './pickle/reader.js';
 import { unpickle } from './pickle/unpickler.js';
 
 /** Largest compressed file read whole, and largest decompressed pickle: the largest Buffer (4 GiB on Node 20). */
@@ -45,11 +45,11 @@ export { compressionOf } from './joblib-compression.js';
 export function loadJoblibSync(filename: string | URL, options: LoadJoblibOptions = {}): unknown {
   const { path, limit, mmapMode } = parseArgs(filename, options, 'loadJoblibSync');
   const where = 'loadJoblibSync';
-  const plain = openPlain(path, where);
+  const plain = openPlain(path, where, mmapMode === 'r+');
   if (plain !== undefined) {
     try {
       const source: ArraySource = { fd: plain.fd };
-      const make = mmapMode === null ? (d: NdarrayDescription) => toNDArray(d, path, where, source) : mapper(path, mmapMode, where, source);
+      const make = mmapMode === null ? (d: NdarrayDescription) => toNDArray(d, path, where, source) : mapper(plain, path, mmapMode, where, source);
       return parsePlain(plain, path, where, make, (d) => readSideFile(d, path, { mmapMode, limit, toArray: make }, where));
     } finally {
       closeSync(plain.fd);
@@ -67,11 +67,11 @@ export function loadJoblibSync(filename: string | URL, options: LoadJoblibOption
 export async function loadJoblib(filename: string | URL, options: LoadJoblibOptions = {}): Promise<unknown> {
   const { path, limit, mmapMode } = parseArgs(filename, options, 'loadJoblib');
   const where = 'loadJoblib';
-  const plain = openPlain(path, where);
+  const plain = openPlain(path, where, mmapMode === 'r+');
   if (plain !== undefined) {
     try {
       const source: ArraySource = { fd: plain.fd, pending: [] };
-      const make = mmapMode === null ? (d: NdarrayDescription) => toNDArray(d, path, where, source) : mapper(path, mmapMode, where, source);
+      const make = mmapMode === null ? (d: NdarrayDescription) => toNDArray(d, path, where, source) : mapper(plain, path, mmapMode, where, source);
       const value = parsePlain(plain, path, where, make, (d) => readSideFile(d, path, { mmapMode, limit, toArray: make }, where));
       await readPending(source, path, where);
       return value;
@@ -111,7 +111,7 @@ function warnCompressedMmap(path: string): void {
  */
 function valuesOfPickle(bytes: Uint8Array, path: string, where: string, limit: number): unknown {
   const make = (d: NdarrayDescription) => toNDArray(d, path, where, undefined, true);
-  return toValues(parse(new BufferReader(bytes), path, where), make, (d) => readSideFile(d, path, { mmapMode: null, limit, toArray: make }, where));
+  return toValues(parse(bufferReader(bytes), path, where), make, (d) => readSideFile(d, path, { mmapMode: null, limit, toArray: make }, where));
 }
 
 function parse(reader: PickleReader, path: string, where: string): unknown {
@@ -132,8 +132,9 @@ interface PlainFile {
   head: Uint8Array;
 }
 
-function openPlain(path: string, where: string): PlainFile | undefined {
-  const { fd, size } = openRegularFile(path, fsConstants.O_RDONLY, where);
+/** `writable`: opened read-write, for arrays mapped with mmapMode 'r+'. */
+function openPlain(path: string, where: string, writable = false): PlainFile | undefined {
+  const { fd, size } = openRegularFile(path, writable ? fsConstants.O_RDWR : fsConstants.O_RDONLY, where);
   try {
     if (size === 0) throw new MemjobError(ErrorCodes.FORMAT, `${where}: expected a joblib file, received an empty file ('${path}')`, { path });
     const head = new Uint8Array(Math.min(FIRST_READ, size));
@@ -159,11 +160,12 @@ function parsePlain(file: PlainFile, path: string, where: string, make: (d: Ndar
  * byte order is read into memory and swapped instead, with the warning
  * MEMJOB_JOBLIB_COPIED; an empty one is made in memory.
  */
-function mapper(path: string, mode: 'r' | 'r+' | 'c', where: string, source: ArraySource): (d: NdarrayDescription) => unknown {
+function mapper(file: PlainFile, path: string, mode: 'r' | 'r+' | 'c', where: string, source: ArraySource): (d: NdarrayDescription) => unknown {
   return (d) => {
     const { dtype, swap } = dtypeOfDescr(d.dtype, { where, path });
     if (d.offset !== null && d.bytes === null && !swap && d.nbytes > 0) {
-      return memmap(path, { mode, dtype, shape: d.shape, offset: d.offset, order: d.order });
+      // Mapped from the descriptor the pickle was read through: the file is opened once.
+      return mapOpenFile(file.fd, file.size, path, { mode, dtype, shape: d.shape, offset: d.offset, order: d.order });
     }
     if (swap) {
       process.emitWarning(`'${path}': an array of dtype '${d.dtype}' is in the other byte order, so it was read into memory and swapped instead of mapped`, {
@@ -242,7 +244,7 @@ export function readJoblibBytes(
   make: (description: NdarrayDescription) => unknown,
   side?: (description: NdarrayFileDescription) => unknown,
 ): unknown {
-  return toValues(parse(new BufferReader(bytes), path, where), make, side);
+  return toValues(parse(bufferReader(bytes), path, where), make, side);
 }
 
 /** joblib 0.8/0.9's compressed pickle ('ZF' header, one zlib stream). */

@@ -240,8 +240,16 @@ function resolveDescr(value: PyValue, ctx: NpyContext): { dtype: DType; swap: bo
 
 /** The memjob dtype of a numpy descr string ('<f8', '|b1'), and whether its bytes need swapping on this machine. */
 export function dtypeOfDescr(descr: string, ctx: NpyContext): { dtype: DType; swap: boolean } {
-  return resolveDescr({ type: 'str', value: descr, source: quote(descr) }, ctx);
+  // A file's descrs are a handful of short strings read again at every load (a mapped joblib load
+  // spends more on parsing '<f8' than on mapping the array): the answers for valid ones are kept.
+  const known = descrCache.get(descr);
+  if (known !== undefined) return known;
+  const resolved = Object.freeze(resolveDescr({ type: 'str', value: descr, source: quote(descr) }, ctx));
+  if (descrCache.size < 256 && descr.length <= 64) descrCache.set(descr, resolved);
+  return resolved;
 }
+
+const descrCache = new Map<string, Readonly<{ dtype: DType; swap: boolean }>>();
 
 function unsupported(ctx: NpyContext, descr: string, what: string | undefined): MemjobError {
   const shown = descr.length > 80 ? `${descr.slice(0, 80)}...` : descr;

@@ -58,6 +58,8 @@ export class Memmap<D extends DType = DType> {
   readonly #info: DTypeInfo<D>;
   readonly #base: Memmap<D> | undefined;
   #data: DTypeArrays[D] | undefined;
+  /** contiguity() of shape and strides, which never change: C, F, or null for a strided view. */
+  readonly #layout: Order | null;
   /** get()/set()'s window on a large array: its byte offset from `offset`, and the view. */
   #window: { start: number; array: DTypeArrays[D] } | undefined;
 
@@ -81,6 +83,7 @@ export class Memmap<D extends DType = DType> {
     this.itemsize = this.#info.itemsize;
     this.nbytes = this.size * this.itemsize;
     this.readonly = layout.mode === 'r';
+    this.#layout = contiguity(this.shape, this.strides, this.itemsize);
   }
 
   /** @internal */
@@ -94,7 +97,7 @@ export class Memmap<D extends DType = DType> {
 
   /** True when the elements lie back to back in C or F order, so `data` can view them. */
   get contiguous(): boolean {
-    return contiguity(this.shape, this.strides, this.itemsize) !== null;
+    return this.#layout !== null;
   }
 
   /**
@@ -188,7 +191,7 @@ export class Memmap<D extends DType = DType> {
     const { lanes } = this.#info;
     const out = new this.#info.arrayType(this.size * lanes);
     if (this.size === 0) return out;
-    if (contiguity(this.shape, this.strides, this.itemsize) === 'C') {
+    if (this.#layout === 'C') {
       out.set(this.data as never);
       return out;
     }

@@ -153,6 +153,33 @@ function parseMode(value: unknown, where: string): MemmapMode {
   throw invalidArg(where, 'mode', "one of 'r', 'r+', 'w+', 'c'", value);
 }
 
+/**
+ * @internal For readers of a file format that hold the file open already (a
+ * joblib file mapped where its arrays lie): maps `nbytes` of dtype items at
+ * `offset` of the open `fd` (of `size` bytes), without opening it again. The
+ * caller has checked dtype, shape and order; the range is checked here.
+ * `fd` stays the caller's to close, and must be open for writing in 'r+'.
+ */
+export function mapOpenFile<D extends DType>(
+  fd: number,
+  size: number,
+  path: string,
+  layout: { mode: 'r' | 'r+' | 'c'; dtype: D; shape: readonly number[]; offset: number; order: Order },
+): Memmap<D> {
+  const { mode, dtype, shape, offset, order } = layout;
+  const { itemsize } = dtypeInfo(dtype);
+  const nbytes = sizeOf(shape) * itemsize;
+  if (!Number.isSafeInteger(offset) || offset < 0 || nbytes <= 0 || offset + nbytes > size) {
+    throw new MemjobError(
+      ErrorCodes.SHAPE,
+      `memmap: shape [${shape.join(', ')}] of ${dtype} at offset ${offset} needs ${nbytes} bytes, but '${path}' holds ${size}`,
+      { path },
+    );
+  }
+  const mapping = new FileMapping(fd, path, offset, nbytes, mode === 'r+');
+  return Memmap.create({ mapping, mode, dtype, shape, strides: contiguousStrides(shape, itemsize, order), offset, order });
+}
+
 /** Where a Memmap's elements are in its file: what a worker needs to map the same view. */
 export interface MemmapLayoutRef {
   path: string;

@@ -1,9 +1,14 @@
 /**
- * A PickleReader over an open file, for uncompressed joblib files of any
- * size: the opcodes are read through a small window, and the arrays' raw
- * bytes (readData) are skipped, left in the file for the caller to read
- * straight into each array's own buffer or to map. Nothing the size of the
- * file is allocated or viewed, so a 64 GiB joblib file parses like a small one.
+ * The PickleReader, over an open file or over bytes in memory: one class for
+ * both, so that the unpickler's calls to it stay monomorphic (V8 threw the
+ * optimized parser away each time a load of the other kind came along).
+ *
+ * Over a file (uncompressed joblib files of any size), the opcodes are read
+ * through a small window, and the arrays' raw bytes (readData) are skipped,
+ * left in the file for the caller to read straight into each array's own
+ * buffer or to map. Nothing the size of the file is allocated or viewed, so a
+ * 64 GiB joblib file parses like a small one. Over bytes in memory
+ * (bufferReader()), the window is all of them, and readData returns views.
  */
 import { readSync } from 'node:fs';
 import { ErrorCodes, MemjobError } from '../../errors.js';
@@ -16,6 +21,8 @@ export const FIRST_READ = 4096;
 let sharedWindow: Uint8Array | undefined;
 
 export class FileReader implements PickleReader {
+  /** Over bytes in memory (bufferReader()): never reads the file, and readData returns views. */
+  #inMemory = false;
   #pos = 0;
   // A plain Uint8Array, not a Buffer: the unpickler copies with slice(), which on a Buffer is a view.
   // One window shared by every reader of this thread (parsing is synchronous, so they never overlap):
@@ -91,9 +98,20 @@ export class FileReader implements PickleReader {
     this.#pos += n;
   }
 
-  readData(n: number): null {
+  readData(n: number): Uint8Array | null {
+    if (this.#inMemory) return this.read(n);
     this.skip(n);
     return null;
+  }
+
+  /** @internal bufferReader()'s: the window becomes `bytes`, all of the input. */
+  static overBytes(bytes: Uint8Array): FileReader {
+    const reader = new FileReader(-1, bytes.length);
+    // A plain Uint8Array view even when given a Buffer: Buffer's slice() is a view, and callers copy with slice().
+    reader.#window = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    reader.#windowLength = bytes.length;
+    reader.#inMemory = true;
+    return reader;
   }
 
   #check(n: number, what: string): void {
@@ -105,6 +123,7 @@ export class FileReader implements PickleReader {
 
   /** Loads the window with at least `n` bytes from `at` (n was checked against the file's size). */
   #fill(at: number, n: number): void {
+    if (this.#inMemory) throw truncated(`${n} bytes`, at, this.size - at); // unreachable: #check bounds every read
     if (n > this.#window.length) this.#window = new Uint8Array(n);
     // The first read takes one page (a joblib file's opcodes before its first array usually fit);
     // later ones the whole window.
@@ -120,3 +139,12 @@ export class FileReader implements PickleReader {
     this.#windowLength = got;
   }
 }
+
+/** A PickleReader over bytes already in memory; `read` and `readData` return views, not copies. */
+export function bufferReader(bytes: Uint8Array): PickleReader {
+  return FileReader.overBytes(bytes);
+}
+
+// As Unpickler's (unpickler.ts): idle readers keep the class's object shapes, and so the optimized
+// code of the loads that use them, alive between loads.
+export const keptReaderShapes: readonly object[] = [new FileReader(-1, 0), bufferReader(new Uint8Array(0))];
