@@ -74,7 +74,7 @@ export function summarize(s: Samples, options: JoblibBenchOptions, warmupOpens: 
     throughput('memjob loadJoblib() (async)', bytes, s.load, 'the same, file read off the main thread'),
     throughput('joblib.load', bytes, s.joblibLoad, 'the same file, into a new numpy array'),
     throughput('fs.readFileSync, for reference', bytes, s.readFileSync, 'the same file read into a new Buffer, nothing parsed or copied'),
-    latency("memjob loadJoblibSync(mmapMode 'r') → get(0)", s.mmapSync, "['features'] element 0; close() after the timer, no gc() between opens"),
+    latency("memjob loadJoblibSync(mmapMode 'r') → get(0)", s.mmapSync, "['features'] element 0; close() after the timer, no gc() between opens; steady state: 200 untimed mapped loads of a small file first (JIT)"),
     latency("memjob loadJoblib(mmapMode 'r') → get(0)", s.mmap, 'the same, async'),
     latency("joblib.load(mmap_mode='r') → ['features'][0]", s.joblibMmap, '`del m` between opens; timed inside python'),
     throughput(`memjob dumpJoblibSync(compress ${level})`, zlibBytes, s.zDumpSync, `${z}, the whole pickle in one deflateSync`),
