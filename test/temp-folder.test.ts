@@ -170,6 +170,9 @@ describe('chooseTempRoot', () => {
     expect(candidate!.reason).toContain('does not exist');
   });
 
+  // Root writes anywhere, so as root this cannot be shown in this process: the check is access(2),
+  // which uses the real uid (a seteuid() to nobody does not change its answer), and a child process
+  // run as nobody would need the repository readable by nobody. It runs for any other user.
   it.runIf(process.getuid?.() !== 0)('refuses a folder it cannot write to (EACCES)', () => {
     const readOnly = freshRoot();
     spawnSync('chmod', ['0500', readOnly]);
