@@ -15,13 +15,14 @@
  * This is a script that prints a table, not a test: only an element read
  * back with the wrong value (or a joblib run that fails) makes it fail.
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { dump, dumpSync, load, loadSync } from 'memjob';
 import { environmentLines, formatTable, optionsFromEnv, type BenchRow } from './memmap.js';
+import { withScratch } from './scratch.js';
 import { joblibVersions, runPython, stopPython } from './dump-joblib.js';
 
 export interface DumpBenchOptions {
@@ -246,23 +247,9 @@ async function warmUp(dir: string): Promise<void> {
 
 /** Runs every round and returns the rows and goal lines (for main(), or a later report writer). */
 export async function runDumpBench(options: DumpBenchOptions = dumpOptionsFromEnv()): Promise<DumpBenchResult> {
-  // As bench/memmap.ts: a 0700 mkdtemp folder, removed however the run ends;
-  // a signal also stops a running python first.
-  const folders: string[] = [];
-  const cleanup = () => {
-    stopPython();
-    for (const folder of folders.splice(0)) rmSync(folder, { recursive: true, force: true });
-  };
-  const onSignal = (signal: NodeJS.Signals) => {
-    cleanup();
-    process.stderr.write(`\nbench: ${signal}, scratch files removed\n`);
-    process.exit(signal === 'SIGINT' ? 130 : 143);
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  try {
-    const dir = mkdtempSync('/dev/shm/memjob-bench-');
-    folders.push(dir);
+  // A signal also stops a running python first.
+  return withScratch(async (folder) => {
+    const dir = folder('/dev/shm/memjob-bench-');
     const n = options.bytes / 8;
     const versions = await joblibVersions(options.python);
     await warmUp(dir);
@@ -284,11 +271,7 @@ export async function runDumpBench(options: DumpBenchOptions = dumpOptionsFromEn
       }
     }
     return { ...summarize(s, options, versions.ok), joblib: versions.text };
-  } finally {
-    cleanup();
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
-  }
+  }, stopPython);
 }
 
 function summarize(s: Samples, options: DumpBenchOptions, withJoblib: boolean): Omit<DumpBenchResult, 'joblib'> {

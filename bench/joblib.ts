@@ -18,13 +18,14 @@
  * This is a script that prints a table, not a test: only a file one side
  * cannot read back with the right values makes it fail.
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { Memmap, NDArray, dumpJoblib, dumpJoblibSync, loadJoblib, loadJoblibSync } from 'memjob';
 import { environmentLines, formatTable, optionsFromEnv } from './memmap.js';
+import { withScratch } from './scratch.js';
 import { names, summarize, type JoblibBenchOptions, type JoblibBenchResult, type Samples } from './joblib-table.js';
 import { interopVersions, runInterop, stopInterop } from './joblib-python.js';
 
@@ -252,26 +253,13 @@ async function warmUp(dir: string): Promise<void> {
 /** Runs every round and returns the rows and goal lines (for main(), or bench/run.ts's report). */
 export async function runJoblibBench(options: JoblibBenchOptions = joblibOptionsFromEnv()): Promise<JoblibBenchResult & { crossed: string }> {
   // As bench/dump.ts: a 0700 mkdtemp folder, removed however the run ends; a signal also stops a running python first.
-  const folders: string[] = [];
-  const cleanup = () => {
-    stopInterop();
-    for (const folder of folders.splice(0)) rmSync(folder, { recursive: true, force: true });
-  };
-  const onSignal = (signal: NodeJS.Signals) => {
-    cleanup();
-    process.stderr.write(`\nbench: ${signal}, scratch files removed\n`);
-    process.exit(signal === 'SIGINT' ? 130 : 143);
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  try {
+  return withScratch(async (folder) => {
     const versions = await interopVersions(options.python);
     if (!versions.ok) {
       const goals = ['Goals (memjob at least as fast as joblib; mapped load at most its time): not measured, joblib was skipped'];
       return { rows: [], goals, joblib: `${versions.text}; every row compares with joblib, so nothing was measured`, crossed: '' };
     }
-    const dir = mkdtempSync('/dev/shm/memjob-bench-joblib-');
-    folders.push(dir);
+    const dir = folder('/dev/shm/memjob-bench-joblib-');
     const [n, nz] = [options.bytes / 8, options.zlibBytes / 8];
     const files: Files = { plain: join(dir, 'joblib.pkl'), zlib: join(dir, 'joblib.pkl.z3'), dir };
     await warmUp(dir);
@@ -292,11 +280,7 @@ export async function runJoblibBench(options: JoblibBenchOptions = joblibOptions
       }
     }
     return { ...summarize(s, options, warmupOpens, level), joblib: versions.text, crossed };
-  } finally {
-    cleanup();
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
-  }
+  }, stopInterop);
 }
 
 /** Prints the table and goal lines; returns the result for bench/run.ts's report. */

@@ -13,7 +13,7 @@
  * This is a script that prints a table, not a test: only a wrong sum or a
  * wrong first element makes it fail.
  */
-import { closeSync, ftruncateSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, ftruncateSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -21,6 +21,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { memmap } from 'memjob';
 import { repoRoot } from './paths.js';
+import { withScratch } from './scratch.js';
 
 const KiB = 1024;
 const MiB = 1024 ** 2;
@@ -82,25 +83,10 @@ function parseSize(text: string, name: string): number {
 
 /** Runs every measurement and returns the rows (for main(), or a later report writer). */
 export async function runMemmapBench(options: BenchOptions = optionsFromEnv()): Promise<BenchRow[]> {
-  // Scratch folders are 0700 (mkdtemp) and removed however the run ends:
-  // finally for success and errors, a signal handler for Ctrl-C.
-  const folders: string[] = [];
-  const cleanup = () => {
-    for (const folder of folders.splice(0)) rmSync(folder, { recursive: true, force: true });
-  };
-  const onSignal = (signal: NodeJS.Signals) => {
-    cleanup();
-    process.stderr.write(`\nbench: ${signal}, scratch files removed\n`);
-    process.exit(signal === 'SIGINT' ? 130 : 143);
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  try {
-    const shm = mkdtempSync('/dev/shm/memjob-bench-');
-    folders.push(shm);
+  return withScratch(async (folder) => {
+    const shm = folder('/dev/shm/memjob-bench-');
     // The large sparse file lives on disk: /dev/shm is a RAM-sized tmpfs.
-    const disk = mkdtempSync(join(repoRoot, 'tmp', 'memjob-bench-'));
-    folders.push(disk);
+    const disk = folder(join(repoRoot, 'tmp', 'memjob-bench-'));
 
     const rows: BenchRow[] = [];
     // The small size twice, once in /dev/shm (where the data lives) and once
@@ -117,11 +103,7 @@ export async function runMemmapBench(options: BenchOptions = optionsFromEnv()): 
     }
     rows.push(...(await readThroughput(join(shm, 'values.f64'), options.bytes)));
     return rows;
-  } finally {
-    cleanup();
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
-  }
+  });
 }
 
 /** ftruncate makes the file sparse (no disk or RAM used); only element 0 is written. */

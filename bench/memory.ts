@@ -16,12 +16,12 @@
  * hit at least 2x faster.
  */
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { Memory, NDArray, hash } from 'memjob';
 import { environmentLines, formatTable, optionsFromEnv, type BenchRow } from './memmap.js';
+import { withScratch } from './scratch.js';
 import { benchSources } from './paths.js';
 
 const execFileAsync = promisify(execFile);
@@ -66,14 +66,8 @@ export async function main(): Promise<{ rows: BenchRow[]; goals: string[] }> {
   const versions = JSON.parse(await python(interpreter, ['--versions'])) as Record<string, string>;
   console.log(`joblib: joblib ${versions.joblib}, numpy ${versions.numpy}, Python ${versions.python} (${interpreter})  `);
 
-  const root = mkdtempSync('/dev/shm/memjob-bench-memory-');
-  const onSignal = () => {
-    rmSync(root, { recursive: true, force: true });
-    process.exit(130);
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  try {
+  return withScratch(async (folder) => {
+    const root = folder('/dev/shm/memjob-bench-memory-');
     const n = bytes / 8;
     const big = ramp(n);
     const hashMs: number[] = [];
@@ -140,11 +134,7 @@ export async function main(): Promise<{ rows: BenchRow[]; goals: string[] }> {
     console.log('');
     for (const goal of goalLines) console.log(goal);
     return { rows, goals: goalLines };
-  } finally {
-    rmSync(root, { recursive: true, force: true });
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
-  }
+  });
 }
 
 // Also runnable on its own: node build-dev/bench/memory.js (after npm run build:dev)
