@@ -67,7 +67,9 @@ describe.each(['threads', 'processes'] as const)('%s', (backend) => {
     state.full = [`${SHM_ROOT}/`];
     state.attempts = [];
     try {
-      await using p = new Parallel({ backend, nJobs: 2 });
+      // reuse: false, so that close() stops these workers: idle shared ones would live on with
+      // TMPDIR pointing into this test's scratch folder (tsx recreated its cache there after afterAll).
+      await using p = new Parallel({ backend, nJobs: 2, reuse: false });
       expect(await p.run([delayed(t('sum'))(big), delayed(hasShareableMemory)(big)])).toEqual([100_000, true]);
       expect(state.attempts.map((path) => (path.startsWith(SHM_ROOT) ? 'shm' : path.startsWith(tmp) ? 'tmpdir' : path))).toEqual(['shm', 'tmpdir']);
       await p.close(); // the dump cache lives until close()
