@@ -4,8 +4,9 @@
  * gives them, and malicious pickles refused without running anything.
  */
 import { execFileSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
-import { deflateSync } from 'node:zlib';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { deflateSync, gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { Memmap, MemjobError, NDArray, hasShareableMemory, load, loadJoblib, loadJoblibSync, loadSync } from '../src/index.js';
 import { failure, repoRoot, runCommand, scratchDir } from './helpers.js';
@@ -159,6 +160,33 @@ for p, f in zip((0, 2, 4), sys.argv[1:]):
     const asyncError = (await load(fixture('joblib_1.2_p2.pkl')).catch((e: unknown) => e)) as MemjobError;
     expect(asyncError.code).toBe('MEMJOB_ERR_FORMAT');
     expect(asyncError.message).toContain('loadJoblibSync()');
+    // Compressed joblib files too: zlib and gzip once their first bytes inflate to a pickle, the
+    // other compressions by their magic bytes (memjob's own dumps never use them).
+    const hints: [string, string][] = [
+      ['joblib_1.2_zlib.pkl', 'zlib-compressed Python pickle'],
+      ['joblib_1.2_gzip.pkl', 'gzip-compressed Python pickle'],
+      ['joblib_1.2_xz.pkl', 'xz-compressed file'],
+      ['joblib_1.2_bz2.pkl', 'bz2-compressed file'],
+      ['joblib_1.2_lz4.pkl', 'lz4-compressed file'],
+      ['joblib_1.2_lzma.pkl', 'lzma-compressed file'],
+    ];
+    for (const [name, lookalike] of hints) {
+      for (const error of [failure(() => loadSync(fixture(name))), (await load(fixture(name)).catch((e: unknown) => e)) as MemjobError]) {
+        expect(error.code, name).toBe('MEMJOB_ERR_FORMAT');
+        expect(error.message, name).toContain(`it starts like a ${lookalike}`);
+        expect(error.message, name).toContain('read it with loadJoblibSync()');
+      }
+    }
+    // A memjob dump compressed with gzip but broken gets no such hint: its content is no pickle.
+    const notJoblib = join(tmpdir(), `memjob-not-joblib-${process.pid}.mjdump.gz`);
+    writeFileSync(notJoblib, gzipSync(Buffer.from('not a dump and not a pickle')));
+    try {
+      const error = failure(() => loadSync(notJoblib));
+      expect(error.code).toBe('MEMJOB_ERR_FORMAT');
+      expect(error.message).not.toContain('loadJoblibSync');
+    } finally {
+      rmSync(notJoblib, { force: true });
+    }
   });
 
   it('memjob inspect shows a joblib file\'s structure, dtypes, shapes and offsets without reading its arrays, and refuses a malicious one', async () => {

@@ -15,8 +15,9 @@
  */
 import { createRequire } from 'node:module';
 import { promisify } from 'node:util';
-import { deflateSync, gunzip, gunzipSync, gzipSync, inflate, inflateSync } from 'node:zlib';
+import { constants as zlibConstants, deflateSync, gunzip, gunzipSync, gzipSync, inflate, inflateSync } from 'node:zlib';
 import { ErrorCodes, MemjobError, describe } from '../errors.js';
+import { isZfile } from './joblib-compat.js';
 import { BoundedOutput, decodeLz4Frames } from './lz4-frame.js';
 import { decodeLzmaAlone } from './lzma-decoder.js';
 import { decodeXz } from './lzma-xz.js';
@@ -44,6 +45,28 @@ export const WRITABLE_COMPRESSIONS: readonly JoblibCompression[] = ['zlib', 'gzi
 export function compressionOf(bytes: Uint8Array): JoblibCompression | undefined {
   if (bytes[0] === 0x80) return undefined; // PROTO: a pickle of protocol 2 or later
   return MAGIC.find(([, magic]) => magic.every((byte, i) => bytes[i] === byte))?.[0];
+}
+
+/**
+ * What a file that is not a memjob dump looks like from its first bytes, when it looks like a
+ * joblib.dump file: a pickle, or one of joblib's compressions (zlib and gzip only when the bytes
+ * inflate to the start of a pickle: memjob's own compressed dumps use them too). For load()'s error.
+ */
+export function joblibLookalike(head: Uint8Array): string | undefined {
+  const isPickle = (bytes: Uint8Array) => bytes[0] === 0x80 && bytes[1]! >= 2 && bytes[1]! <= 5;
+  if (isPickle(head)) return `a Python pickle (protocol ${head[1]}), as joblib.dump writes them`;
+  if (isZfile(head)) return "a joblib 0.8/0.9 compressed pickle ('ZF' header)";
+  const method = compressionOf(head);
+  if (method === 'zlib' || method === 'gzip') {
+    try {
+      // Z_SYNC_FLUSH: the prefix is decompressed as far as it goes, without "unexpected end of file".
+      const start = (method === 'zlib' ? inflateSync : gunzipSync)(head, { finishFlush: zlibConstants.Z_SYNC_FLUSH });
+      return isPickle(start) ? `a ${method}-compressed Python pickle, as joblib.dump(compress=...) writes them` : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+  return method === undefined ? undefined : `a ${method}-compressed file, as joblib.dump(compress='${method}') writes them (memjob's dumps never use ${method})`;
 }
 
 /** The decompression bomb's error (callers add the file's path). */

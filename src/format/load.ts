@@ -5,7 +5,7 @@
  * the structure and every array descriptor are checked before anything is
  * mapped or allocated, and no code from the file ever runs.
  */
-import { closeSync, constants as fsConstants, readFileSync } from 'node:fs';
+import { closeSync, constants as fsConstants, readFileSync, readSync } from 'node:fs';
 import { ErrorCodes, MemjobError, invalidArg, systemError } from '../errors.js';
 import { parseFilename } from '../system/filename.js';
 import { openRegularFile } from '../system/regular-file.js';
@@ -33,6 +33,7 @@ import {
   type Parsed,
 } from './dump-reader.js';
 import { hasMagic } from './header.js';
+import { joblibLookalike } from './joblib-compression.js';
 import type { StreamReader } from './stream-reader.js';
 import { decodeValue, elementCount, type ArrayDescriptor } from './structure.js';
 
@@ -200,15 +201,23 @@ function streamed(reader: StreamReader, path: string): AsyncArraySource {
 }
 
 /**
- * A file that is no dump but starts like a Python pickle of protocol 2 to 5
- * (PROTO and its number: what joblib.dump writes) gets its error with a
- * pointer to loadJoblibSync. load() never reads pickles itself: they come
- * from outside and need the restricted unpickler's allowlist.
+ * A file that is no dump but looks like a joblib.dump file (a pickle of protocol 2 to 5, or one of
+ * joblib's compressions of one) gets its error with a pointer to loadJoblibSync. load() never reads
+ * pickles itself: they come from outside and need the restricted unpickler's allowlist.
  */
-function withPickleHint(error: unknown, head: Uint8Array): unknown {
+function withPickleHint(error: unknown, fd: number): unknown {
   if (!(error instanceof MemjobError) || error.code !== ErrorCodes.FORMAT) return error;
-  if (!(head[0] === 0x80 && head[1]! >= 2 && head[1]! <= 5)) return error;
-  return new MemjobError(error.code, `${error.message}; it starts like a Python pickle (protocol ${head[1]}), as joblib.dump writes them: read it with loadJoblibSync()`, {
+  // A compressed pickle's first bytes show only once inflated, and a deflate block's header takes
+  // more than a dump header's bytes: the file's first 4 KiB are read again, on this error path only.
+  const start = new Uint8Array(4096);
+  let lookalike: string | undefined;
+  try {
+    lookalike = joblibLookalike(start.subarray(0, readSync(fd, start, 0, start.length, 0)));
+  } catch {
+    return error;
+  }
+  if (lookalike === undefined) return error;
+  return new MemjobError(error.code, `${error.message}; it starts like ${lookalike}: read it with loadJoblibSync()`, {
     ...(error.path === undefined ? {} : { path: error.path }),
     cause: error,
   });
@@ -252,7 +261,7 @@ export function loadSync(filename: string | URL, options: LoadOptions = {}): unk
       try {
         value = loadFromBytes(decompressOrFail(readFileSync(fd), detectMethod(head), path), path);
       } catch (error) {
-        throw withPickleHint(error, head);
+        throw withPickleHint(error, fd);
       }
       // Only now: a file that is not a dump at all (it has no magic, and no compression decodes it) gets its error, not this warning.
       if (mmapMode !== null) warnCompressedMmap(path);
@@ -302,7 +311,7 @@ export async function load(filename: string | URL, options: LoadOptions = {}): P
     const head = readHeadSync(fd, size, path);
     if (!hasMagic(head)) {
       const value = await loadCompressedStream(path, size, detectMethod(head)).catch((error: unknown) => {
-        throw withPickleHint(error, head);
+        throw withPickleHint(error, fd);
       });
       if (mmapMode !== null) warnCompressedMmap(path); // after it proved to be a compressed dump
       return value;
