@@ -1,8 +1,11 @@
 /**
  * The package as a user installs it. A copy of the repository's files (what a
  * fresh clone holds: tracked and not ignored files, no dist/ and no binaries)
- * is packed with a real `npm pack`, so `prepack` has to build the binaries and
- * dist/ itself. The tarball is then installed with a real `npm install` into
+ * is packed with a real `npm pack`, so its `prepare` has to build dist/ itself.
+ * The prebuilt binaries are copied from this repository's own native/prebuilds
+ * when both are there: `npm ci` built them with the same script prepare runs
+ * (scripts/prebuild.mjs), and compiling both again took about 20 s of the
+ * suite; a missing one is still compiled by prepare. The tarball is then installed with a real `npm install` into
  * new projects on a machine without a C++ compiler (CC and CXX are /bin/false):
  * from the file with install scripts ignored, and from a registry with npm's
  * strict-allow-scripts. Each project then imports memjob, maps a file and runs
@@ -173,8 +176,16 @@ beforeAll(async () => {
     mkdirSync(dirname(join(clone, file)), { recursive: true });
     cpSync(join(repoRoot, file), join(clone, file));
   }
-  // As after `npm ci` in the clone: the dev dependencies that build the package.
+  // As after `npm ci` in the clone: the dev dependencies that build the package, and the binaries
+  // its prepare built (copied files are newer than the sources, so prebuild.mjs keeps them).
   symlinkSync(join(repoRoot, 'node_modules'), join(clone, 'node_modules'));
+  const binaries = shippedTargets.map((target) => join('native', 'prebuilds', target, 'memjob.glibc.node'));
+  if (binaries.every((binary) => existsSync(join(repoRoot, binary)))) {
+    for (const binary of binaries) {
+      mkdirSync(dirname(join(clone, binary)), { recursive: true });
+      cpSync(join(repoRoot, binary), join(clone, binary));
+    }
+  }
   const pack = await npm(['pack', '--pack-destination', work], clone);
   expect(pack.status, pack.output).toBe(0);
   tarball = join(work, pack.stdout.trim().split('\n').pop() ?? '');
@@ -211,7 +222,9 @@ describe('the packed tarball', () => {
   });
 });
 
-describe('installing the tarball without a compiler', () => {
+// The two installs run side by side: each has its own project folder (and the second its own
+// stand-in registry), and npm's cache is safe to share; much of an install is waiting on npm.
+describe.concurrent('installing the tarball without a compiler', () => {
   it('works from the file with install scripts ignored, and node-gyp stays the fallback', async () => {
     const project = newProject(join(work, 'ignore-scripts'));
     const install = await npm(['install', tarball, '--ignore-scripts', ...installFlags], project, noCompiler);
