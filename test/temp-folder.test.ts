@@ -1,9 +1,12 @@
 import { spawnSync } from 'node:child_process';
 import {
+  chmodSync,
   closeSync,
+  cpSync,
   existsSync,
   fstatSync,
   mkdirSync,
+  mkdtempSync,
   readdirSync,
   readFileSync,
   rmSync,
@@ -22,7 +25,7 @@ import { MemjobError } from '../src/errors.js';
 import { createExclusive, createRunFolder } from '../src/transport/temp-folder.js';
 import { SHM_MIN_FREE_BYTES, TEMP_FOLDER_ENV, chooseTempRoot, tempRootCandidates } from '../src/transport/temp-root.js';
 import { waitFor } from './fixtures/parallel-helpers.js';
-import { rootMaker, scratchDir, startJsonChild, type JsonChild } from './helpers.js';
+import { repoRoot, rootMaker, scratchDir, startJsonChild, type JsonChild } from './helpers.js';
 
 const scratch = scratchDir('temp-folder');
 /** pids whose memjob_<pid>_* folders must not be left in /dev/shm or os.tmpdir(). */
@@ -170,16 +173,41 @@ describe('chooseTempRoot', () => {
     expect(candidate!.reason).toContain('does not exist');
   });
 
-  // Root writes anywhere, so as root this cannot be shown in this process: the check is access(2),
-  // which uses the real uid (a seteuid() to nobody does not change its answer), and a child process
-  // run as nobody would need the repository readable by nobody. It runs for any other user.
-  it.runIf(process.getuid?.() !== 0)('refuses a folder it cannot write to (EACCES)', () => {
-    const readOnly = freshRoot();
-    spawnSync('chmod', ['0500', readOnly]);
+  it('refuses a folder it cannot write to (EACCES)', () => {
+    if (process.getuid?.() !== 0) {
+      const readOnly = freshRoot();
+      spawnSync('chmod', ['0500', readOnly]);
+      try {
+        expect(codeOf(() => chooseTempRoot(readOnly))).toBe('EACCES');
+      } finally {
+        spawnSync('chmod', ['0700', readOnly]);
+      }
+      return;
+    }
+    // Root writes anywhere, and the check is access(2), which answers for the real uid (a seteuid()
+    // in this process would not change it). So the built chooseTempRoot runs in a child process as
+    // nobody, from a copy of its three modules in a world-readable folder (the repository may not be
+    // readable by nobody), on a root-owned 0755 folder that nobody can enter but not write.
+    const where = mkdtempSync(resolve(tmpdir(), 'memjob-test-eacces-'));
     try {
-      expect(codeOf(() => chooseTempRoot(readOnly))).toBe('EACCES');
+      chmodSync(where, 0o755);
+      for (const file of ['transport/temp-root.js', 'errors.js', 'system/format-bytes.js']) {
+        mkdirSync(dirname(resolve(where, 'dist', file)), { recursive: true });
+        cpSync(resolve(repoRoot, 'dist', file), resolve(where, 'dist', file));
+      }
+      chmodSync(resolve(where, 'dist'), 0o755);
+      chmodSync(resolve(where, 'dist', 'transport'), 0o755);
+      chmodSync(resolve(where, 'dist', 'system'), 0o755);
+      const readOnly = resolve(where, 'read-only');
+      mkdirSync(readOnly, { mode: 0o755 });
+      const probe = `import('${resolve(where, 'dist', 'transport', 'temp-root.js')}').then(({ chooseTempRoot }) => {
+        try { chooseTempRoot(${JSON.stringify(readOnly)}); console.log('no error'); } catch (e) { console.log(e.code, e.constructor.name); }
+      });`;
+      const child = spawnSync(process.execPath, ['-e', probe], { uid: 65534, gid: 65534, cwd: where, encoding: 'utf8' });
+      expect(child.stderr).toBe('');
+      expect(child.stdout.trim()).toBe('EACCES MemjobError');
     } finally {
-      spawnSync('chmod', ['0700', readOnly]);
+      rmSync(where, { recursive: true, force: true });
     }
   });
 
