@@ -18,11 +18,10 @@
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import { dump, dumpSync, load, loadSync } from 'memjob';
 import { environmentLines, formatTable, optionsFromEnv, type BenchRow } from './memmap.js';
 import { withScratch } from './scratch.js';
+import { betweenSteps, latencyRow, median, quantile, throughputRow, timed } from './steps.js';
 import { joblibVersions, runPython, stopPython } from './dump-joblib.js';
 
 export interface DumpBenchOptions {
@@ -87,34 +86,6 @@ function pickX(label: string, value: unknown, n: number): Float64Array {
   if (!(x instanceof Float64Array)) throw new Error(`bench: ${label} did not return { x: Float64Array }`);
   check(label, x, n);
   return x;
-}
-
-// Large ArrayBuffers are freed only when V8 collects them. gc() before each
-// timed step releases the previous step's gigabyte (and the mappings of the
-// latency loop), so no step pays for another's garbage. Set at run time, as
-// bench/memmap.ts does, so no node flags are needed.
-let gc: (() => void) | undefined;
-function collectGarbage(): void {
-  if (gc === undefined) {
-    setFlagsFromString('--expose-gc');
-    gc = runInNewContext('gc') as () => void;
-  }
-  gc();
-}
-
-// Signals reach JavaScript only between event-loop turns.
-const yieldToSignals = () => new Promise<void>((resolve) => setImmediate(resolve));
-
-async function betweenSteps(): Promise<void> {
-  collectGarbage();
-  await yieldToSignals();
-}
-
-async function timed(step: () => unknown): Promise<{ ms: number; value: unknown }> {
-  await betweenSteps();
-  const start = performance.now();
-  const value = await step();
-  return { ms: performance.now() - start, value };
 }
 
 interface Samples {
@@ -219,12 +190,6 @@ async function joblibRound(dir: string, n: number, opens: number, python: string
   s.joblibMmap.push(...out.mmap_ms);
 }
 
-/** Nearest-rank quantile, as bench/memmap.ts takes it. */
-function quantile(samples: readonly number[], q: number): number {
-  const sorted = [...samples].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]!;
-}
-const median = (samples: readonly number[]) => quantile(samples, 0.5);
 
 /** Tiny untimed round of every Node call, so the first timed one does not pay for JIT or loading the addon. */
 async function warmUp(dir: string): Promise<void> {
@@ -276,21 +241,9 @@ export async function runDumpBench(options: DumpBenchOptions = dumpOptionsFromEn
 
 function summarize(s: Samples, options: DumpBenchOptions, withJoblib: boolean): Omit<DumpBenchResult, 'joblib'> {
   const { bytes, repeats, opens } = options;
-  const throughput = (measurement: string, samples: number[], note: string): BenchRow => ({
-    measurement,
-    bytes,
-    value: bytes / 1e9 / (median(samples) / 1e3),
-    unit: 'GB/s',
-    note: `${median(samples).toFixed(0)} ms median of ${samples.map((ms) => ms.toFixed(0)).join(' / ')}; ${note}`,
-  });
-  const latency = (measurement: string, samples: number[], note: string): BenchRow => ({
-    measurement,
-    bytes,
-    value: median(samples),
-    unit: 'ms',
-    p90: quantile(samples, 0.9),
-    note: `${samples.length} opens (${opens} per round after ${warmupOpens} warm-up); ${note}`,
-  });
+  const throughput = (measurement: string, samples: number[], note: string): BenchRow => throughputRow(measurement, bytes, samples, note);
+  const latency = (measurement: string, samples: number[], note: string): BenchRow =>
+    latencyRow(measurement, bytes, samples, `${samples.length} opens (${opens} per round after ${warmupOpens} warm-up); ${note}`);
   // Throughput ratios: the other tool's median time ÷ memjob's. Above 1, memjob is faster.
   const ratio = (measurement: string, memjob: number[], other: number[], note: string): BenchRow => ({
     measurement,

@@ -3,6 +3,7 @@
  * throughputs, latencies and the ratios joblib time ÷ memjob time.
  */
 import type { BenchRow } from './memmap.js';
+import { latencyRow, median, throughputRow } from './steps.js';
 
 export interface JoblibBenchOptions {
   /** Size of the array in the uncompressed files, in bytes. */
@@ -32,31 +33,12 @@ export const names = [
 ] as const;
 export type Samples = Record<(typeof names)[number], number[]>;
 
-/** Nearest-rank quantile, as bench/memmap.ts takes it. */
-function quantile(samples: readonly number[], q: number): number {
-  const sorted = [...samples].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]!;
-}
-const median = (samples: readonly number[]) => quantile(samples, 0.5);
 
 /** The rows (medians, GB/s of array bytes, latencies, ratios) and one goal line per goal. */
 export function summarize(s: Samples, options: JoblibBenchOptions, warmupOpens: number, level: number): Omit<JoblibBenchResult, 'joblib'> {
   const { bytes, zlibBytes, opens, repeats } = options;
-  const throughput = (measurement: string, size: number, samples: number[], note: string): BenchRow => ({
-    measurement,
-    bytes: size,
-    value: size / 1e9 / (median(samples) / 1e3),
-    unit: 'GB/s',
-    note: `${median(samples).toFixed(0)} ms median of ${samples.map((ms) => ms.toFixed(0)).join(' / ')}; ${note}`,
-  });
-  const latency = (measurement: string, samples: number[], note: string): BenchRow => ({
-    measurement,
-    bytes,
-    value: median(samples),
-    unit: 'ms',
-    p90: quantile(samples, 0.9),
-    note: `${samples.length} opens (${opens} per round after ${warmupOpens} warm-up); ${note}`,
-  });
+  const latency = (measurement: string, samples: number[], note: string): BenchRow =>
+    latencyRow(measurement, bytes, samples, `${samples.length} opens (${opens} per round after ${warmupOpens} warm-up); ${note}`);
   // joblib's median time ÷ memjob's: above 1, memjob is faster.
   const ratio = (measurement: string, size: number, memjob: number[], joblib: number[], what: string): BenchRow => ({
     measurement,
@@ -67,22 +49,22 @@ export function summarize(s: Samples, options: JoblibBenchOptions, warmupOpens: 
   });
   const z = `zlib level ${level}`;
   const rows: BenchRow[] = [
-    throughput('memjob dumpJoblibSync()', bytes, s.dumpSync, 'temp file, writeSync of pickle + inline array, fsync, rename'),
-    throughput('memjob dumpJoblib() (async)', bytes, s.dump, 'temp file, write stream, fsync, rename'),
-    throughput('joblib.dump', bytes, s.joblibDump, 'the same dict from numpy'),
-    throughput('memjob loadJoblibSync()', bytes, s.loadSync, "joblib's file: read whole, unpickle, copy the array out"),
-    throughput('memjob loadJoblib() (async)', bytes, s.load, 'the same, file read off the main thread'),
-    throughput('joblib.load', bytes, s.joblibLoad, 'the same file, into a new numpy array'),
-    throughput('fs.readFileSync, for reference', bytes, s.readFileSync, 'the same file read into a new Buffer, nothing parsed or copied'),
+    throughputRow('memjob dumpJoblibSync()', bytes, s.dumpSync, 'temp file, writeSync of pickle + inline array, fsync, rename'),
+    throughputRow('memjob dumpJoblib() (async)', bytes, s.dump, 'temp file, write stream, fsync, rename'),
+    throughputRow('joblib.dump', bytes, s.joblibDump, 'the same dict from numpy'),
+    throughputRow('memjob loadJoblibSync()', bytes, s.loadSync, "joblib's file: read whole, unpickle, copy the array out"),
+    throughputRow('memjob loadJoblib() (async)', bytes, s.load, 'the same, file read off the main thread'),
+    throughputRow('joblib.load', bytes, s.joblibLoad, 'the same file, into a new numpy array'),
+    throughputRow('fs.readFileSync, for reference', bytes, s.readFileSync, 'the same file read into a new Buffer, nothing parsed or copied'),
     latency("memjob loadJoblibSync(mmapMode 'r') → get(0)", s.mmapSync, "['features'] element 0; close() after the timer, no gc() between opens; steady state: 200 untimed mapped loads of a small file first (JIT)"),
     latency("memjob loadJoblib(mmapMode 'r') → get(0)", s.mmap, 'the same, async'),
     latency("joblib.load(mmap_mode='r') → ['features'][0]", s.joblibMmap, '`del m` between opens; timed inside python'),
-    throughput(`memjob dumpJoblibSync(compress ${level})`, zlibBytes, s.zDumpSync, `${z}, the whole pickle in one deflateSync`),
-    throughput(`memjob dumpJoblib(compress ${level}) (async)`, zlibBytes, s.zDump, `${z}, streamed through createDeflate`),
-    throughput(`joblib.dump(compress=${level})`, zlibBytes, s.joblibZDump, z),
-    throughput('memjob loadJoblibSync(), compressed', zlibBytes, s.zLoadSync, "joblib's compressed file: read, inflateSync, unpickle, copy"),
-    throughput('memjob loadJoblib(), compressed (async)', zlibBytes, s.zLoad, 'the same, read and inflated off the main thread'),
-    throughput('joblib.load, compressed', zlibBytes, s.joblibZLoad, 'the same file'),
+    throughputRow(`memjob dumpJoblibSync(compress ${level})`, zlibBytes, s.zDumpSync, `${z}, the whole pickle in one deflateSync`),
+    throughputRow(`memjob dumpJoblib(compress ${level}) (async)`, zlibBytes, s.zDump, `${z}, streamed through createDeflate`),
+    throughputRow(`joblib.dump(compress=${level})`, zlibBytes, s.joblibZDump, z),
+    throughputRow('memjob loadJoblibSync(), compressed', zlibBytes, s.zLoadSync, "joblib's compressed file: read, inflateSync, unpickle, copy"),
+    throughputRow('memjob loadJoblib(), compressed (async)', zlibBytes, s.zLoad, 'the same, read and inflated off the main thread'),
+    throughputRow('joblib.load, compressed', zlibBytes, s.joblibZLoad, 'the same file'),
   ];
   const load = [
     ratio('ratio loadJoblibSync() vs joblib.load', bytes, s.loadSync, s.joblibLoad, 'joblib.load'),

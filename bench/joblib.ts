@@ -21,11 +21,10 @@
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import { Memmap, NDArray, dumpJoblib, dumpJoblibSync, loadJoblib, loadJoblibSync } from 'memjob';
 import { environmentLines, formatTable, optionsFromEnv } from './memmap.js';
 import { withScratch } from './scratch.js';
+import { betweenSteps, timed } from './steps.js';
 import { names, summarize, type JoblibBenchOptions, type JoblibBenchResult, type Samples } from './joblib-table.js';
 import { interopVersions, runInterop, stopInterop } from './joblib-python.js';
 
@@ -79,25 +78,6 @@ function check(label: string, value: unknown, n: number, mapped = false): NDArra
     if (got !== expected(i)) throw new Error(`bench: ${label} element ${i} is ${String(got)}, expected ${expected(i)}`);
   }
   return array;
-}
-
-// As bench/dump.ts: gc() before each timed step frees the previous step's
-// gigabyte, exposed at run time so no node flags are needed.
-let gc: (() => void) | undefined;
-async function betweenSteps(): Promise<void> {
-  if (gc === undefined) {
-    setFlagsFromString('--expose-gc');
-    gc = runInNewContext('gc') as () => void;
-  }
-  gc();
-  await new Promise<void>((resolve) => setImmediate(resolve)); // signals reach JavaScript only between turns
-}
-
-async function timed(step: () => unknown): Promise<{ ms: number; value: unknown }> {
-  await betweenSteps();
-  const start = performance.now();
-  const value = await step();
-  return { ms: performance.now() - start, value };
 }
 
 interface Files {

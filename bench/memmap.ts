@@ -17,11 +17,10 @@ import { closeSync, ftruncateSync, openSync, readFileSync, writeSync } from 'nod
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import { memmap } from 'memjob';
 import { repoRoot } from './paths.js';
 import { withScratch } from './scratch.js';
+import { collectGarbage, latencyRow } from './steps.js';
 
 const KiB = 1024;
 const MiB = 1024 ** 2;
@@ -137,20 +136,7 @@ async function openLatency(path: string, bytes: number, where: string, repeats: 
     if (first !== marker) throw new Error(`bench: ${path} element 0 read ${first}, expected ${marker}`);
     if (i >= warmup) samples.push(elapsed);
   }
-  samples.sort((a, b) => a - b);
-  return {
-    measurement: 'memmap() open → first element',
-    bytes,
-    value: quantile(samples, 0.5),
-    unit: 'ms',
-    p90: quantile(samples, 0.9),
-    note: `sparse file in ${where}; ${repeats} opens after ${warmup} warm-up`,
-  };
-}
-
-/** Nearest-rank quantile of sorted samples. */
-function quantile(sorted: readonly number[], q: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]!;
+  return latencyRow('memmap() open → first element', bytes, samples, `sparse file in ${where}; ${repeats} opens after ${warmup} warm-up`);
 }
 
 // The one loop every pass uses, so mapped and read bytes meet identical code.
@@ -172,18 +158,8 @@ function checkSum(label: string, actual: number, n: number): void {
   if (actual !== expected) throw new Error(`bench: ${label} summed to ${actual}, expected ${expected}; the data or the loop is wrong`);
 }
 
-// fs.readFileSync's Buffers are freed only when V8 collects them. gc() between
-// passes releases the previous pass's gigabyte, so one pass's garbage is
-// never collected inside another's timing. The flag can be set at run time,
-// so `npm run bench` needs no node options; it is set on first use only.
-let gc: (() => void) | undefined;
-function collectGarbage(): void {
-  if (gc === undefined) {
-    setFlagsFromString('--expose-gc');
-    gc = runInNewContext('gc') as () => void;
-  }
-  gc();
-}
+// fs.readFileSync's Buffers are freed only when V8 collects them: collectGarbage() between
+// passes, so one pass's garbage is never collected inside another's timing.
 
 async function readThroughput(path: string, bytes: number): Promise<BenchRow[]> {
   const n = bytes / 8;

@@ -37,12 +37,7 @@ export function checkChunkSums(label: string, sums: readonly unknown[], n: numbe
   }
 }
 
-/** Nearest-rank quantile, as bench/memmap.ts takes it. */
-export function quantile(samples: readonly number[], q: number): number {
-  const sorted = [...samples].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]!;
-}
-export const median = (samples: readonly number[]) => quantile(samples, 0.5);
+export { median, quantile } from './steps.js';
 
 export function formatMs(ms: number): string {
   return ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(ms < 10 ? 2 : 0)} ms`;

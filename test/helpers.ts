@@ -116,3 +116,14 @@ export function failure(fn: () => unknown): MemjobError {
   }
   throw new Error('expected a MemjobError, but nothing was thrown');
 }
+
+/** failure() for a promise: the MemjobError `fn` rejects with. */
+export async function asyncFailure(fn: () => Promise<unknown>): Promise<MemjobError> {
+  try {
+    await fn();
+  } catch (error) {
+    expect(error).toBeInstanceOf(MemjobError);
+    return error as MemjobError;
+  }
+  throw new Error('expected a MemjobError, but nothing was rejected');
+}

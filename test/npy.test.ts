@@ -15,7 +15,7 @@ import {
   type DTypeArrays,
   type LoadNpyOptions,
 } from '../src/index.js';
-import { failure, numpyPython, scratchDir } from './helpers.js';
+import { asyncFailure, failure, numpyPython, scratchDir } from './helpers.js';
 
 const scratch = scratchDir('npy');
 afterAll(() => scratch.remove());
@@ -54,16 +54,6 @@ function list(data: ArrayLike<number | bigint>): (number | bigint)[] {
 function mapped(value: Loaded): Memmap {
   expect(value).toBeInstanceOf(Memmap);
   return value as Memmap;
-}
-
-async function asyncFailure(fn: () => Promise<unknown>): Promise<MemjobError> {
-  try {
-    await fn();
-  } catch (error) {
-    expect(error).toBeInstanceOf(MemjobError);
-    return error as MemjobError;
-  }
-  throw new Error('expected a MemjobError, but nothing was rejected');
 }
 
 /** The same failure from loadNpySync, loadNpy, and both with mmapMode 'r'. */

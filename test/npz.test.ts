@@ -17,7 +17,7 @@ import {
 } from '../src/index.js';
 import { formatHeader } from '../src/format/npy-header.js';
 import { centralDirectory, localHeader, type ZipEntryRecord } from '../src/format/zip-write.js';
-import { failure, numpyPython, scratchDir } from './helpers.js';
+import { asyncFailure, failure, numpyPython, scratchDir } from './helpers.js';
 
 const scratch = scratchDir('npz');
 afterAll(() => scratch.remove());
@@ -66,16 +66,6 @@ def summary(a):
 
 function closeAll(record: Record<string, Loaded>): void {
   for (const value of Object.values(record)) if (value instanceof Memmap) value.close();
-}
-
-async function asyncFailure(fn: () => Promise<unknown>): Promise<MemjobError> {
-  try {
-    await fn();
-  } catch (error) {
-    expect(error).toBeInstanceOf(MemjobError);
-    return error as MemjobError;
-  }
-  throw new Error('expected a MemjobError, but nothing was rejected');
 }
 
 /** Every way of loading `path` fails, with the same code. */
